@@ -1,0 +1,164 @@
+"""The ``jax-anomaly`` command: parse flags, build a ``RunConfig``, call the library."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+
+from jax_anomaly import thresholds
+
+EXIT_USAGE = 2
+
+
+def _int_tuple(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{text}'") from None
+
+
+def _add_run_flags(p: argparse.ArgumentParser, *, defaults: dict) -> None:
+    from jax_anomaly.detectors import detector_names
+
+    g = p.add_argument_group("data")
+    g.add_argument(
+        "--dataset",
+        default=defaults["dataset"],
+        help="mnist, fashion_mnist, digits, synthetic, npz:PATH or csv:PATH (default: %(default)s)",
+    )
+    g.add_argument(
+        "--normal",
+        default=defaults["normal"],
+        help="normal class(es), e.g. 0 or 0,1,2,3,4 (default: %(default)s)",
+    )
+    g.add_argument(
+        "--data-dir",
+        help="data root searched first (then $JAX_ANOMALY_DATA, ../shared/data, /usr/share/datasets)",
+    )
+    g.add_argument(
+        "--source",
+        choices=["local", "tfds"],
+        default="local",
+        help="read IDX files (local) or tensorflow-datasets (needs TensorFlow + internet)",
+    )
+    g.add_argument(
+        "--val-fraction", type=float, default=0.1, help="normal training data held out (default: %(default)s)"
+    )
+    g.add_argument(
+        "--test-fraction",
+        type=float,
+        default=0.3,
+        help="test split for data sets without one (default: %(default)s)",
+    )
+    g.add_argument("--label-column", default="label", help="label column of csv:PATH data (1 = anomaly)")
+    g = p.add_argument_group("model and training")
+    g.add_argument("--detector", default="ae", choices=detector_names(), help="(default: %(default)s)")
+    g.add_argument("--preset", help="detector preset (default: the one for the data set)")
+    g.add_argument("--hidden", type=_int_tuple, help="hidden layer sizes, e.g. 128,64,12")
+    g.add_argument("--latent", type=int, help="latent size")
+    g.add_argument("--loss", choices=["mse", "bce"], help="autoencoder loss")
+    g.add_argument("--epochs", type=int, default=defaults["epochs"], help="(default: %(default)s)")
+    g.add_argument("--batch-size", type=int, default=defaults["batch_size"], help="(default: %(default)s)")
+    g.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: %(default)s)")
+    g.add_argument("--patience", type=int, help="early stopping patience in epochs (validation loss)")
+    g.add_argument("--drop-remainder", action="store_true", help="drop the last partial batch of each epoch")
+    g.add_argument("--seed", type=int, default=0, help="seed of every random choice (default: %(default)s)")
+    g = p.add_argument_group("scoring and output")
+    g.add_argument(
+        "--threshold",
+        default=thresholds.DEFAULT_THRESHOLD,
+        help="percentile:Q, mean_std:K, contamination:C, test_percentile:Q or best_f1 (oracle) "
+        "(default: %(default)s)",
+    )
+    g.add_argument(
+        "--compare-threshold",
+        action="append",
+        default=[],
+        help="another threshold spec to report beside the main one (repeatable)",
+    )
+    g.add_argument("--out", help="run folder (default: runs/<detector>-<dataset>-<time>)")
+    g.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    g.add_argument("--quiet", action="store_true", help="no progress line")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jax-anomaly", description="Anomaly detection with autoencoders and GANs in JAX/Flax."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser(
+        "demo", help="dense autoencoder on the bundled 8x8 digits, digit 0 normal (no download)"
+    )
+    _add_run_flags(demo, defaults={"dataset": "digits", "normal": "0", "epochs": 100, "batch_size": 32})
+    run = sub.add_parser("run", help="train a detector, score the test split, write a run folder")
+    _add_run_flags(run, defaults={"dataset": "digits", "normal": "0", "epochs": 20, "batch_size": 128})
+    return parser
+
+
+def config_from_args(args: argparse.Namespace):
+    """A ``RunConfig`` from parsed flags (validates everything, raising ``ValueError``)."""
+    from jax_anomaly.config import DataConfig, TrainConfig
+    from jax_anomaly.data import parse_normal
+    from jax_anomaly.runner import RunConfig
+
+    model = {
+        k: v
+        for k, v in {"hidden": args.hidden, "latent": args.latent, "loss": args.loss}.items()
+        if v is not None
+    }
+    out = (
+        args.out
+        or f"runs/{args.detector}-{args.dataset.replace(':', '_').replace('/', '_')}-"
+        + datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    )
+    return RunConfig(
+        detector=args.detector,
+        preset=args.preset,
+        model=model,
+        data=DataConfig(
+            dataset=args.dataset,
+            normal=parse_normal(args.normal),
+            val_fraction=args.val_fraction,
+            test_fraction=args.test_fraction,
+            data_dir=args.data_dir,
+            source=args.source,
+            label_column=args.label_column,
+        ),
+        train=TrainConfig(
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            learning_rate=args.lr,
+            patience=args.patience,
+            drop_remainder=args.drop_remainder,
+        ),
+        threshold=args.threshold,
+        compare_thresholds=tuple(args.compare_threshold),
+        seed=args.seed,
+        out=out,
+        plots=not args.no_plots,
+        progress=not args.quiet,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code (0 ok, 2 bad input or data, 1 training diverged)."""
+    args = build_parser().parse_args(argv)
+    from jax_anomaly.runner import print_summary, run
+    from jax_anomaly.training import TrainingDivergedError
+
+    try:
+        cfg = config_from_args(args)
+        summary = run(cfg)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"jax-anomaly: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except TrainingDivergedError as e:
+        print(f"jax-anomaly: error: {e}", file=sys.stderr)
+        return 1
+    print_summary(summary, cfg.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""Reading the IDX format of the original MNIST / Fashion-MNIST files, with NumPy only."""
+
+from __future__ import annotations
+
+import gzip
+import os
+
+import numpy as np
+
+# IDX type codes (third byte of the magic number) -> big-endian NumPy dtypes.
+_IDX_DTYPES = {
+    0x08: np.dtype(">u1"),
+    0x09: np.dtype(">i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+
+
+def parse_idx(raw: bytes, *, source: str = "<bytes>") -> np.ndarray:
+    """Parses the bytes of one IDX file.
+
+    Args:
+      raw: the (already decompressed) file contents.
+      source: a name used in error messages.
+
+    Returns:
+      An array whose shape is the dims from the header, in native byte order.
+
+    Raises:
+      ValueError: if the header is malformed or the payload size does not match.
+    """
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+        raise ValueError(f"{source}: not an IDX file (bad magic number)")
+    type_code, ndim = raw[2], raw[3]
+    if type_code not in _IDX_DTYPES:
+        raise ValueError(f"{source}: unknown IDX data type 0x{type_code:02x}")
+    header_end = 4 + 4 * ndim
+    if len(raw) < header_end:
+        raise ValueError(f"{source}: truncated IDX header")
+    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    dtype = _IDX_DTYPES[type_code]
+    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    if len(raw) - header_end != expected:
+        raise ValueError(
+            f"{source}: IDX payload has {len(raw) - header_end} bytes, header dims {dims} need {expected}"
+        )
+    arr = np.frombuffer(raw, dtype=dtype, offset=header_end).reshape(dims)
+    return arr.astype(dtype.newbyteorder("="))
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Reads an IDX file, gzip-compressed (``.gz``) or raw."""
+    path = os.fspath(path)
+    opener = gzip.open if path.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as e:
+        raise ValueError(f"cannot read IDX file {path}: {e}") from e
+    return parse_idx(raw, source=path)
+
+
+def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Writes a uint8 array as a (gzip-compressed if ``.gz``) IDX file; used by tests and tools."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
+    path = os.fspath(path)
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "wb") as f:
+        f.write(header + array.tobytes())

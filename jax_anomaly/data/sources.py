@@ -1,0 +1,268 @@
+"""Loaders that turn a data set name into NumPy arrays: IDX files, scikit-learn digits,
+synthetic Gaussians, tabular npz/csv files and (optionally) tensorflow-datasets."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import os
+from pathlib import Path
+
+import numpy as np
+
+from jax_anomaly.data.idx import read_idx
+
+DATA_ENV_VAR = "JAX_ANOMALY_DATA"
+_PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+# Folder names a data set may live under inside a data root.
+_IDX_FOLDERS = {"mnist": ("mnist",), "fashion_mnist": ("fashion-mnist", "fashion_mnist")}
+_IDX_FILES = {
+    "x_train": "train-images-idx3-ubyte",
+    "y_train": "train-labels-idx1-ubyte",
+    "x_test": "t10k-images-idx3-ubyte",
+    "y_test": "t10k-labels-idx1-ubyte",
+}
+_HOW_TO_GET = {
+    "mnist": "put the four original MNIST IDX .gz files in <root>/mnist/",
+    "fashion_mnist": (
+        "on Debian/Ubuntu run `apt-get install -y dataset-fashion-mnist` "
+        "(installs /usr/share/datasets/fashion-mnist/), or put the four IDX .gz files "
+        "in <root>/fashion-mnist/"
+    ),
+}
+IMAGE_DATASETS = ("mnist", "fashion_mnist", "digits")
+BUILTIN_DATASETS = ("mnist", "fashion_mnist", "digits", "synthetic")
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """A labelled data set with a train/test split, before any one-class selection.
+
+    Images are kept as raw values (``value_max`` says the pixel range); tabular data as
+    float arrays. ``x_*`` are ``(N, D)`` with ``D = prod(image_shape)`` for images.
+    """
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    image_shape: tuple[int, ...] | None = None
+    value_max: float | None = None
+
+    @property
+    def is_image(self) -> bool:
+        return self.image_shape is not None
+
+
+def data_roots(data_dir: str | os.PathLike | None = None) -> list[Path]:
+    """The data roots searched in order: ``data_dir``, ``$JAX_ANOMALY_DATA``,
+    ``../shared/data`` (from the working directory and from the project root) and
+    ``/usr/share/datasets``."""
+    roots = []
+    if data_dir:
+        roots.append(Path(data_dir))
+    if os.environ.get(DATA_ENV_VAR):
+        roots.append(Path(os.environ[DATA_ENV_VAR]))
+    roots += [
+        Path("../shared/data"),
+        _PROJECT_ROOT.parent / "shared" / "data",
+        Path("/usr/share/datasets"),
+    ]
+    unique = []
+    for r in roots:
+        if r.resolve() not in [u.resolve() for u in unique]:
+            unique.append(r)
+    return unique
+
+
+def _find_idx_folder(name: str, data_dir) -> Path:
+    tried = []
+    for root in data_roots(data_dir):
+        for folder in _IDX_FOLDERS[name]:
+            candidate = root / folder
+            tried.append(str(candidate))
+            if all(
+                (candidate / f"{stem}.gz").is_file() or (candidate / stem).is_file()
+                for stem in _IDX_FILES.values()
+            ):
+                return candidate
+    raise FileNotFoundError(
+        f"data set '{name}' not found; looked for its four IDX files in: "
+        + ", ".join(tried)
+        + f". To get it: {_HOW_TO_GET[name]} (set --data-dir or ${DATA_ENV_VAR} for another root)."
+    )
+
+
+def load_idx_dataset(name: str, data_dir: str | None = None) -> Dataset:
+    """Loads MNIST or Fashion-MNIST from the original IDX files in the first data root that has them."""
+    folder = _find_idx_folder(name, data_dir)
+    arrays = {}
+    for key, stem in _IDX_FILES.items():
+        path = folder / f"{stem}.gz"
+        arrays[key] = read_idx(path if path.is_file() else folder / stem)
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
+            raise ValueError(f"{folder}: {split} images {x.shape} and labels {y.shape} do not match")
+    image_shape = arrays["x_train"].shape[1:]
+    return Dataset(
+        name=name,
+        x_train=arrays["x_train"].reshape(len(arrays["x_train"]), -1),
+        y_train=arrays["y_train"].astype(np.int64),
+        x_test=arrays["x_test"].reshape(len(arrays["x_test"]), -1),
+        y_test=arrays["y_test"].astype(np.int64),
+        image_shape=tuple(image_shape),
+        value_max=255.0,
+    )
+
+
+def load_tfds_dataset(name: str) -> Dataset:
+    """Loads MNIST / Fashion-MNIST through tensorflow-datasets (needs TensorFlow and the internet)."""
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError as e:
+        raise ValueError(
+            "--source tfds needs tensorflow-datasets and TensorFlow "
+            "(pip install 'jax-anomaly[tfds]'); use --source local to read IDX files"
+        ) from e
+    out = {}
+    for split in ("train", "test"):
+        x, y = tfds.as_numpy(tfds.load(name, split=split, batch_size=-1, as_supervised=True))
+        out[f"x_{split}"] = x.reshape(len(x), -1)
+        out[f"y_{split}"] = y.astype(np.int64)
+    return Dataset(name=name, image_shape=(28, 28), value_max=255.0, **out)
+
+
+def _stratified_split(x, y, test_fraction: float, seed: int) -> tuple[np.ndarray, ...]:
+    from sklearn.model_selection import train_test_split
+
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, y, test_size=test_fraction, random_state=seed, stratify=y
+    )
+    return x_train, y_train, x_test, y_test
+
+
+def load_digits_dataset(test_fraction: float, seed: int) -> Dataset:
+    """scikit-learn's bundled 8x8 digits (1797 images, values 0..16), seeded stratified split."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    parts = _stratified_split(d.data.astype(np.float32), d.target.astype(np.int64), test_fraction, seed)
+    return Dataset("digits", *parts, image_shape=(8, 8), value_max=16.0)
+
+
+def make_synthetic(
+    *, n_normal: int = 1000, n_anomalies: int = 50, dim: int = 20, shift: float = 5.0, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """The classic tabular case: ``n_normal`` points N(0, I) and ``n_anomalies`` points
+    N(shift, I) in ``dim`` dimensions. Returns ``(x, y)`` with y = 1 for anomalies."""
+    if n_normal < 2 or n_anomalies < 0 or dim < 1:
+        raise ValueError(
+            f"synthetic data needs n_normal >= 2, n_anomalies >= 0, dim >= 1; "
+            f"got {n_normal}, {n_anomalies}, {dim}"
+        )
+    rng = np.random.default_rng(seed)
+    x = np.concatenate(
+        [rng.normal(0.0, 1.0, (n_normal, dim)), rng.normal(shift, 1.0, (n_anomalies, dim))]
+    ).astype(np.float32)
+    y = np.concatenate([np.zeros(n_normal), np.ones(n_anomalies)]).astype(np.int64)
+    return x, y
+
+
+def _read_npz(path: str) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            missing = {"X", "y"} - set(f.files)
+            if missing:
+                raise ValueError(f"{path}: npz file needs arrays 'X' and 'y'; missing {sorted(missing)}")
+            return np.asarray(f["X"]), np.asarray(f["y"])
+    except (OSError, EOFError) as e:
+        raise ValueError(f"cannot read npz file {path}: {e}") from e
+
+
+def _read_csv(path: str, label_column: str) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"cannot read csv file {path}: {e}") from e
+    if len(rows) < 2:
+        raise ValueError(f"{path}: csv file needs a header row and at least one data row")
+    header = [h.strip() for h in rows[0]]
+    if label_column not in header:
+        raise ValueError(f"{path}: label column '{label_column}' not in header {header}")
+    li = header.index(label_column)
+    values = np.empty((len(rows) - 1, len(header)), dtype=np.float64)
+    for r, row in enumerate(rows[1:], start=2):
+        if len(row) != len(header):
+            raise ValueError(f"{path}: line {r} has {len(row)} fields, header has {len(header)}")
+        for c, v in enumerate(row):
+            try:
+                values[r - 2, c] = float(v)
+            except ValueError:
+                raise ValueError(
+                    f"{path}: non-numeric value {v!r} in column '{header[c]}' (line {r})"
+                ) from None
+    return np.delete(values, li, axis=1), values[:, li]
+
+
+def load_tabular_file(spec: str, *, label_column: str, test_fraction: float, seed: int) -> Dataset:
+    """Loads ``npz:PATH`` (arrays X, y) or ``csv:PATH`` (label column named ``label_column``).
+    Label 1 marks an anomaly, 0 a normal sample."""
+    kind, _, path = spec.partition(":")
+    if not path:
+        raise ValueError(f"data set spec '{spec}' needs a path, e.g. {kind}:data/my.{kind}")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"data file not found: {path}")
+    x, y = _read_npz(path) if kind == "npz" else _read_csv(path, label_column)
+    if x.ndim != 2 or y.ndim != 1 or len(x) != len(y):
+        raise ValueError(f"{path}: need X of shape (N, D) and y of shape (N,); got {x.shape}, {y.shape}")
+    if not np.issubdtype(x.dtype, np.number):
+        raise ValueError(f"{path}: X must be numeric, got dtype {x.dtype}")
+    labels = set(np.unique(y).tolist())
+    if not labels <= {0, 1}:
+        raise ValueError(f"{path}: labels must be 0 (normal) or 1 (anomaly); found {sorted(labels)}")
+    parts = _stratified_split(x.astype(np.float32), y.astype(np.int64), test_fraction, seed)
+    return Dataset(f"{kind}:{Path(path).name}", *parts)
+
+
+def load_dataset(
+    dataset: str,
+    *,
+    data_dir: str | None = None,
+    source: str = "local",
+    seed: int = 0,
+    test_fraction: float = 0.3,
+    label_column: str = "label",
+    synthetic: dict | None = None,
+) -> Dataset:
+    """Loads a data set by name: ``mnist``, ``fashion_mnist``, ``digits``, ``synthetic``,
+    ``npz:PATH`` or ``csv:PATH``.
+
+    Data sets without their own test split get a seeded stratified split of
+    ``test_fraction``.
+
+    Raises:
+      ValueError: unknown name or source, or malformed data.
+      FileNotFoundError: files missing; the message names the paths tried and how to get them.
+    """
+    if source not in ("local", "tfds"):
+        raise ValueError(f"unknown data source '{source}'; expected 'local' or 'tfds'")
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    if dataset in _IDX_FOLDERS:
+        return load_tfds_dataset(dataset) if source == "tfds" else load_idx_dataset(dataset, data_dir)
+    if source == "tfds":
+        raise ValueError(f"--source tfds supports mnist and fashion_mnist, not '{dataset}'")
+    if dataset == "digits":
+        return load_digits_dataset(test_fraction, seed)
+    if dataset == "synthetic":
+        x, y = make_synthetic(seed=seed, **(synthetic or {}))
+        return Dataset("synthetic", *_stratified_split(x, y, test_fraction, seed))
+    if dataset.startswith(("npz:", "csv:")):
+        return load_tabular_file(dataset, label_column=label_column, test_fraction=test_fraction, seed=seed)
+    raise ValueError(
+        f"unknown data set '{dataset}'; expected one of {', '.join(BUILTIN_DATASETS)}, npz:PATH, csv:PATH"
+    )

@@ -1,0 +1,95 @@
+"""PNG plots with matplotlib's Agg backend (imported lazily, so the library loads without it)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    _plt().close(fig)
+
+
+def _draw(ax, x, image_shape, title=""):
+    if image_shape is not None:
+        ax.imshow(np.asarray(x).reshape(image_shape), cmap="gray")
+        ax.set_xticks([]), ax.set_yticks([])
+    else:
+        ax.plot(np.asarray(x), lw=1)
+    ax.set_title(title, fontsize=8)
+
+
+def plot_reconstructions(path, originals, reconstructions, scores, labels, image_shape=None) -> None:
+    """Originals (top row) next to reconstructions (bottom row), score and label in each title."""
+    plt = _plt()
+    n = len(originals)
+    fig, axes = plt.subplots(2, n, figsize=(1.6 * n, 3.6), squeeze=False)
+    for i in range(n):
+        kind = "anomaly" if labels[i] else "normal"
+        _draw(axes[0, i], originals[i], image_shape, f"{kind}")
+        _draw(axes[1, i], reconstructions[i], image_shape, f"score {scores[i]:.4g}")
+    axes[0, 0].set_ylabel("input"), axes[1, 0].set_ylabel("reconstruction")
+    _save(fig, path)
+
+
+def plot_score_histogram(path, scores, labels, threshold) -> None:
+    """Score histograms of normal vs anomalous test samples with the threshold line."""
+    plt = _plt()
+    scores, labels = np.asarray(scores), np.asarray(labels)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    bins = np.linspace(scores.min(), scores.max(), 60)
+    ax.hist(scores[labels == 0], bins=bins, alpha=0.6, density=True, label="normal")
+    ax.hist(scores[labels == 1], bins=bins, alpha=0.6, density=True, label="anomaly")
+    ax.axvline(threshold, color="k", ls="--", label=f"threshold {threshold:.4g}")
+    ax.set_xlabel("anomaly score"), ax.set_ylabel("density"), ax.legend()
+    _save(fig, path)
+
+
+def plot_roc(path, labels, scores) -> None:
+    """ROC curve with its AUROC."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    plt = _plt()
+    fpr, tpr, _ = roc_curve(labels, scores)
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.plot(fpr, tpr, label=f"AUROC {roc_auc_score(labels, scores):.4f}")
+    ax.plot([0, 1], [0, 1], "k:", lw=1)
+    ax.set_xlabel("false positive rate"), ax.set_ylabel("true positive rate"), ax.legend()
+    _save(fig, path)
+
+
+def plot_loss_curves(path, history: list[dict]) -> None:
+    """Every per-epoch metric in ``history`` (train and ``val_``) against the epoch."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    epochs = [h["epoch"] for h in history]
+    for name in history[0]:
+        if name not in ("epoch", "seconds"):
+            ax.plot(epochs, [h[name] for h in history], label=name)
+    ax.set_xlabel("epoch"), ax.set_ylabel("loss"), ax.legend()
+    _save(fig, path)
+
+
+def plot_grid(path, images, image_shape, title="") -> None:
+    """A square grid of images (e.g. GAN samples)."""
+    plt = _plt()
+    n = len(images)
+    cols = int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(1.2 * cols, 1.2 * rows), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        if i < n:
+            _draw(ax, images[i], image_shape)
+        ax.axis("off")
+    fig.suptitle(title)
+    _save(fig, path)

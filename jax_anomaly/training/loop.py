@@ -1,0 +1,200 @@
+"""The on-device epoch loop: seeded permutation -> (steps, batch) index rows -> ``lax.scan``
+over a jitted step; the Python loop over epochs only logs, checks and early-stops."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jax_anomaly.training.progress import Progress
+
+# step(state, batch, mask, key) -> (state, metrics); mask is 1.0 for real rows, 0.0 for padding.
+Step = Callable[[Any, jax.Array, jax.Array, jax.Array], tuple[Any, dict]]
+
+
+class TrainingDivergedError(RuntimeError):
+    """A loss became NaN or inf. ``last_good_state`` holds the state after the last finite epoch."""
+
+    def __init__(self, message: str, last_good_state: Any, history: list[dict]):
+        super().__init__(message)
+        self.last_good_state = last_good_state
+        self.history = history
+
+
+def masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
+    """Mean of ``values`` (B,) over rows where ``mask`` (B,) is 1; padding rows do not count."""
+    return jnp.sum(values * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+
+
+def steps_per_epoch(n: int, batch_size: int, drop_remainder: bool = False) -> int:
+    """Number of steps in one epoch of ``n`` samples."""
+    return n // batch_size if drop_remainder else math.ceil(n / batch_size)
+
+
+def epoch_batches(
+    key: jax.Array, n: int, batch_size: int, drop_remainder: bool = False
+) -> tuple[jax.Array, jax.Array]:
+    """Index rows of one epoch: a seeded permutation of ``range(n)`` cut into batches.
+
+    Without ``drop_remainder`` the last batch is padded with index 0 and mask 0, so no
+    sample is dropped and every batch has the same shape (one compiled step).
+
+    Returns:
+      ``(idx, mask)``, both ``(steps, batch_size)``; idx int32, mask float32.
+    """
+    steps = steps_per_epoch(n, batch_size, drop_remainder)
+    perm = jax.random.permutation(key, n).astype(jnp.int32)
+    total = steps * batch_size
+    mask = (jnp.arange(total) < n).astype(jnp.float32)
+    idx = jnp.zeros(total, jnp.int32).at[: min(n, total)].set(perm[:total])
+    return idx.reshape(steps, batch_size), mask.reshape(steps, batch_size)
+
+
+def make_epoch_fn(
+    step: Step, *, n: int, batch_size: int, drop_remainder: bool = False, unroll: int = 1
+) -> Callable:
+    """Builds ``epoch(state, data, key) -> (state, metrics)``, one ``lax.scan`` over the steps.
+
+    ``data`` is an array (or pytree of arrays) with ``n`` rows that stays on the device; each
+    step gathers its batch by index. The per-step key is ``fold_in(key, step_index)``.
+    Metrics are averaged over the epoch weighted by the number of real rows per batch.
+    The returned function is not jitted; ``fit`` compiles it once.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if steps_per_epoch(n, batch_size, drop_remainder) < 1:
+        raise ValueError(f"batch_size {batch_size} with drop_remainder leaves no full batch of {n} samples")
+
+    def epoch(state, data, key):
+        perm_key, step_key = jax.random.split(key)
+        idx, mask = epoch_batches(perm_key, n, batch_size, drop_remainder)
+
+        def body(state, inputs):
+            i, rows, row_mask = inputs
+            batch = jax.tree.map(lambda a: jnp.take(a, rows, axis=0), data)
+            return step(state, batch, row_mask, jax.random.fold_in(step_key, i))
+
+        steps = jnp.arange(idx.shape[0])
+        state, metrics = jax.lax.scan(body, state, (steps, idx, mask), unroll=unroll)
+        weights = mask.sum(axis=1)
+        return state, jax.tree.map(lambda m: jnp.sum(m * weights) / jnp.sum(weights), metrics)
+
+    return epoch
+
+
+@dataclasses.dataclass
+class FitResult:
+    """What ``fit`` returns beside the state: per-epoch metrics and timings (seconds)."""
+
+    history: list[dict]
+    compile_seconds: float
+    train_seconds: float
+    best_epoch: int
+    stopped_early: bool
+
+
+def fit(
+    state: Any,
+    step: Step,
+    data: Any,
+    *,
+    epochs: int,
+    batch_size: int,
+    key: jax.Array,
+    eval_fn: Callable[[Any, Any], dict] | None = None,
+    val_data: Any = None,
+    patience: int | None = None,
+    monitor: str = "val_loss",
+    drop_remainder: bool = False,
+    unroll: int = 1,
+    progress: bool | Progress = True,
+) -> tuple[Any, FitResult]:
+    """Trains for ``epochs`` epochs, each one compiled ``lax.scan`` over the data.
+
+    Args:
+      state: initial train state (any pytree, e.g. flax ``TrainState``).
+      step: ``(state, batch, mask, key) -> (state, metrics)``.
+      data: training array ``(N, ...)`` or pytree of such arrays.
+      epochs: number of epochs (>= 1).
+      batch_size: rows per step; clamped to N when larger.
+      key: PRNG key; epoch ``e`` uses ``fold_in(key, e)``.
+      eval_fn: optional ``(state, val_data) -> metrics`` run on the device after each epoch;
+        its metrics are reported with a ``val_`` prefix.
+      val_data: validation data passed to ``eval_fn``.
+      patience: early stopping: stop after this many epochs without improvement of
+        ``monitor``, and return the best state. None trains all epochs.
+      monitor: metric for early stopping (default ``val_loss``).
+      drop_remainder: drop the last partial batch instead of padding it with a mask.
+      unroll: ``lax.scan`` unroll factor.
+      progress: show a progress line (or pass a ``Progress``).
+
+    Returns:
+      ``(state, FitResult)``.
+
+    Raises:
+      TrainingDivergedError: a NaN/inf metric; names the epoch and keeps the last good state.
+      ValueError: bad arguments.
+    """
+    n = len(jax.tree.leaves(data)[0])
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    if n < 1:
+        raise ValueError("no training data")
+    if patience is not None and (patience < 1 or eval_fn is None):
+        raise ValueError("early stopping needs patience >= 1 and validation data")
+    batch_size = min(batch_size, n)
+    epoch_fn = make_epoch_fn(step, n=n, batch_size=batch_size, drop_remainder=drop_remainder, unroll=unroll)
+
+    def epoch_and_eval(state, data, val_data, key):
+        state, metrics = epoch_fn(state, data, key)
+        if eval_fn is not None:
+            metrics.update({f"val_{k}": v for k, v in eval_fn(state, val_data).items()})
+        return state, metrics
+
+    data = jax.device_put(data)
+    val_data = jax.device_put(val_data) if val_data is not None else None
+    t0 = time.perf_counter()
+    compiled = jax.jit(epoch_and_eval).lower(state, data, val_data, key).compile()
+    compile_seconds = time.perf_counter() - t0
+
+    bar = progress if isinstance(progress, Progress) else Progress(epochs, "train", enabled=progress)
+    history: list[dict] = []
+    best_value, best_epoch, best_state, stopped_early = np.inf, 0, state, False
+    train_seconds = 0.0
+    for epoch in range(1, epochs + 1):
+        t0 = time.perf_counter()
+        new_state, metrics = compiled(state, data, val_data, jax.random.fold_in(key, epoch))
+        metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        seconds = time.perf_counter() - t0
+        train_seconds += seconds
+        bad = [k for k, v in metrics.items() if not math.isfinite(v)]
+        if bad:
+            bar.close()
+            raise TrainingDivergedError(
+                f"training diverged at epoch {epoch}: {', '.join(bad)} is NaN/inf "
+                f"(try a lower learning rate); the last good state is from epoch {epoch - 1}",
+                last_good_state=state,
+                history=history,
+            )
+        state = new_state
+        history.append({"epoch": epoch, **metrics, "seconds": seconds})
+        bar.update(epoch, metrics)
+        value = metrics.get(monitor, metrics.get("loss", np.nan))
+        if value < best_value:
+            best_value, best_epoch, best_state = value, epoch, state
+        elif patience is not None and epoch - best_epoch >= patience:
+            stopped_early = True
+            break
+    bar.close()
+    if patience is not None:
+        state = best_state
+    else:
+        best_epoch = len(history)
+    return state, FitResult(history, compile_seconds, train_seconds, best_epoch, stopped_early)

@@ -1,0 +1,30 @@
+"""Shared fixtures: small data sets and trained detectors, built once per session."""
+
+import jax
+import pytest
+
+from jax_anomaly.config import DataConfig, TrainConfig
+from jax_anomaly.runner import RunConfig, prepare_data
+
+jax.config.update("jax_debug_key_reuse", True)
+
+
+def _data(dataset, seed=0):
+    return prepare_data(RunConfig(data=DataConfig(dataset=dataset, normal=(0,)), seed=seed))
+
+
+@pytest.fixture(scope="session")
+def synthetic():
+    """1000 N(0,1) normals + 50 N(5,1) anomalies in 20-d, one-class split, MinMax-scaled."""
+    return _data("synthetic")
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """sklearn 8x8 digits, digit 0 normal, scaled to [0, 1]."""
+    return _data("digits")
+
+
+@pytest.fixture(scope="session")
+def fast_train():
+    return TrainConfig(epochs=30, batch_size=32)
