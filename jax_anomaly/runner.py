@@ -305,3 +305,26 @@ def print_summary(summary: dict, out: str | None = None, file=None) -> None:
     print(format_summary(summary), file=file)
     if out:
         print(f"  run folder: {out}", file=file)
+
+
+def main_for(cfg: RunConfig, argv: list[str] | None = None) -> dict:
+    """Entry point of an experiment script: ``--out``, ``--seed``, ``--data-dir`` and
+    ``--quiet`` may override ``cfg``; runs it and prints the summary."""
+    import argparse
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--out", default=cfg.out)
+    p.add_argument("--seed", type=int, default=cfg.seed)
+    p.add_argument("--data-dir", default=cfg.data.data_dir)
+    p.add_argument("--quiet", action="store_true")
+    args = p.parse_args(argv)
+    cfg = dataclasses.replace(
+        cfg,
+        out=args.out,
+        seed=args.seed,
+        progress=not args.quiet,
+        data=dataclasses.replace(cfg.data, data_dir=args.data_dir),
+    )
+    summary = run(cfg)
+    print_summary(summary, cfg.out)
+    return summary
