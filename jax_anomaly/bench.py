@@ -69,3 +69,205 @@ def device_memory_mib() -> float | None:
 def summarize(values: Sequence[float]) -> dict:
     v = np.asarray(values, np.float64)
     return {"median": float(np.median(v)), "min": float(v.min()), "max": float(v.max())}
+
+
+def _report(result: dict, out: str | None) -> dict:
+    import json
+    import sys
+    from pathlib import Path
+
+    for k, v in result.items():
+        if isinstance(v, float):
+            print(f"{k:34s} {v:,.4g}")
+        elif not isinstance(v, list | dict):
+            print(f"{k:34s} {v}")
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {out}", file=sys.stderr)
+    return result
+
+
+def bench_ae(*, epochs: int = 20, batch_size: int = 128, unroll: int = 1, data_dir=None, out=None) -> dict:
+    """Dense AE 784-128-64-12-3 on the 6000 Fashion-MNIST class-0 training images: training
+    samples/s (epochs 2..N; epoch 1 and compile reported apart), GFLOP/s against the in-run
+    ``jnp.dot`` peak, and scoring samples/s."""
+    from jax_anomaly.config import TrainConfig
+    from jax_anomaly.data import load_dataset
+    from jax_anomaly.detectors import autoencoder as ae
+
+    ds = load_dataset("fashion_mnist", data_dir=data_dir)
+    x = (ds.x_train[ds.y_train == 0] / np.float32(255)).astype(np.float32)
+    cfg = ae.PRESETS["mnist_tutorial"]
+    layers = [x.shape[1], *cfg.hidden, cfg.latent, *reversed(cfg.hidden), x.shape[1]]
+    peak = matmul_peak_gflops()
+    train = TrainConfig(epochs=epochs, batch_size=batch_size, unroll=unroll)
+    fitted = ae.fit(cfg, train, x, None, key=jax.random.key(0), progress=False)
+    r = fitted.result
+    epoch_s = [h["seconds"] for h in r.history]
+    steady = epoch_s[1:] or epoch_s
+    samples_per_s = len(x) / float(np.median(steady))
+    flops = dense_train_flops(layers)
+    ae.score(fitted, x)  # compiles the scorer for this shape
+    score_s = min(time_calls(lambda: ae.score(fitted, x), repeats=3))
+    peak_after = matmul_peak_gflops()
+    best_peak = max(peak["gflops"], peak_after["gflops"])
+    return _report(
+        {
+            "benchmark": "ae",
+            "device": str(jax.devices()[0]),
+            "n_samples": len(x),
+            "layers": layers,
+            "batch_size": batch_size,
+            "epochs": epochs,
+            "unroll": unroll,
+            "compile_seconds": r.compile_seconds,
+            "first_epoch_seconds": epoch_s[0],
+            "epoch_seconds": summarize(steady),
+            "train_samples_per_second": samples_per_s,
+            "train_flops_per_sample": flops,
+            "train_gflops": samples_per_s * flops / 1e9,
+            "matmul_peak_gflops_before": peak["gflops"],
+            "matmul_peak_gflops_after": peak_after["gflops"],
+            "fraction_of_peak": samples_per_s * flops / 1e9 / best_peak,
+            "score_samples_per_second": len(x) / score_s,
+            "final_loss": r.history[-1]["loss"],
+            "peak_rss_mib": peak_rss_mib(),
+        },
+        out,
+    )
+
+
+def anogan_search_flops(cfg, n_features: int) -> int:
+    """FLOPs of one sample-iteration of the tutorial-loss search: forward through G and D,
+    then the backward pass to z (input gradients only, which cost as much as the forward)."""
+    g = dense_forward_flops([cfg.latent, *cfg.g_hidden, n_features])
+    d = dense_forward_flops([n_features, *cfg.d_hidden, 1])
+    return 2 * (g + d)
+
+
+def _time_search(cfg, fitted, x, key, repeats: int) -> dict:
+    """Compile time, then the best of ``repeats`` timed calls of the whole-set search."""
+    from jax_anomaly.detectors import anogan
+
+    k = cfg.score_batch or anogan.auto_score_batch(len(x))
+    search = anogan.make_search(cfg, fitted.n_features, min(k, len(x)))
+    shape = (len(x), cfg.latent) if cfg.search_init == 1 else (len(x), cfg.search_init, cfg.latent)
+    z0 = jax.random.normal(key, shape)
+    x = jax.device_put(x)
+    t0 = time.perf_counter()
+    compiled = search.lower(fitted.params, x, z0).compile()
+    compile_s = time.perf_counter() - t0
+    out = block(compiled(fitted.params, x, z0))  # warm-up
+    seconds = min(time_calls(compiled, fitted.params, x, z0, repeats=repeats))
+    return {"compile_seconds": compile_s, "seconds": seconds, "scores": np.asarray(out["score"])}
+
+
+def bench_anogan(
+    *,
+    run_dir: str | None = None,
+    gan_epochs: int = 50,
+    sizes: Sequence[int] = (1000, 10000),
+    steps: int = 500,
+    curve: bool = True,
+    data_dir=None,
+    out=None,
+) -> dict:
+    """AnoGAN scoring throughput on MNIST (digit 0 normal) at ``sizes`` x ``steps``, GAN
+    training samples/s, and the AUROC / time trade-off of shorter searches.
+
+    The GAN is loaded from ``run_dir`` (a ``mnist_anogan`` run folder) when given, else
+    trained for ``gan_epochs`` epochs here.
+    """
+    import dataclasses
+    import json
+    from pathlib import Path
+
+    from flax import serialization
+    from sklearn.metrics import roc_auc_score
+
+    from jax_anomaly.config import DataConfig, TrainConfig
+    from jax_anomaly.detectors import Fitted, anogan
+    from jax_anomaly.runner import RunConfig, prepare_data
+
+    data = prepare_data(RunConfig(data=DataConfig("mnist", (0,), data_dir=data_dir)))
+    x_train, x_test = 2 * data.x_train - 1, 2 * data.x_test - 1
+    cfg = dataclasses.replace(anogan.PRESETS["mnist_tutorial"], search_steps=steps)
+    result = {"benchmark": "anogan", "device": str(jax.devices()[0]), "search_steps": steps}
+    peak = matmul_peak_gflops()
+    if run_dir:
+        model = json.loads((Path(run_dir) / "metrics.json").read_text())["config"]["model"]
+        cfg = dataclasses.replace(
+            cfg, latent=model["latent"], g_hidden=tuple(model["g_hidden"]), d_hidden=tuple(model["d_hidden"])
+        )
+        template = anogan.init_state(cfg, TrainConfig(), x_test.shape[1], jax.random.key(0))
+        params = serialization.from_bytes(
+            {"generator": template.g.params, "discriminator": template.d.params},
+            (Path(run_dir) / "params.msgpack").read_bytes(),
+        )
+        fitted = Fitted("anogan", cfg, params, None, x_test.shape[1])
+        result["gan"] = f"loaded from {run_dir}"
+    else:
+        train = TrainConfig(epochs=gan_epochs, batch_size=128)
+        fitted = anogan.fit(cfg, train, x_train, key=jax.random.key(0), progress=False)
+        epoch_s = [h["seconds"] for h in fitted.result.history]
+        result.update(
+            gan_epochs=gan_epochs,
+            gan_compile_seconds=fitted.result.compile_seconds,
+            gan_train_samples_per_second=len(x_train) / float(np.median(epoch_s[1:] or epoch_s)),
+        )
+    flops = anogan_search_flops(cfg, x_test.shape[1])
+    result["flops_per_sample_iteration"] = flops
+    key = jax.random.key(1)
+    for n in sizes:
+        x = np.resize(x_test, (n, x_test.shape[1]))  # repeats the test set when n > 10,000
+        t = _time_search(cfg, fitted, x, jax.random.fold_in(key, n), repeats=1 if n * steps > 2e6 else 3)
+        gflops = n * steps * flops / t["seconds"] / 1e9
+        result[f"n{n}_compile_seconds"] = t["compile_seconds"]
+        result[f"n{n}_seconds"] = t["seconds"]
+        result[f"n{n}_samples_per_second"] = n / t["seconds"]
+        result[f"n{n}_seconds_per_10k"] = t["seconds"] * 10000 / n
+        result[f"n{n}_gflops"] = gflops
+        if n == len(x_test):
+            result[f"n{n}_auroc"] = float(roc_auc_score(data.y_test, t["scores"]))
+    peak_after = matmul_peak_gflops()
+    best_peak = max(peak["gflops"], peak_after["gflops"])
+    result.update(matmul_peak_gflops_before=peak["gflops"], matmul_peak_gflops_after=peak_after["gflops"])
+    for n in sizes:
+        result[f"n{n}_fraction_of_peak"] = result[f"n{n}_gflops"] / best_peak
+    result["peak_rss_mib"] = peak_rss_mib()
+    result["device_peak_mib"] = device_memory_mib()
+    if curve:
+        result["tradeoff"] = anogan_tradeoff(fitted, x_test[:2000], data.y_test[:2000], cfg)
+    return _report(result, out)
+
+
+def anogan_tradeoff(fitted, x, y, base_cfg, step_counts=(10, 25, 50, 100, 200, 500)) -> list[dict]:
+    """AUROC and seconds of the search against its length, for the tutorial's constant step
+    size and for a cosine schedule with a larger first step and best-of-16 initial latents."""
+    import dataclasses
+
+    from sklearn.metrics import roc_auc_score
+
+    variants = {
+        "constant lr 1e-2": {"search_schedule": "constant", "search_lr": 1e-2, "search_init": 1},
+        "cosine lr 5e-2, best of 16 z0": {"search_schedule": "cosine", "search_lr": 5e-2, "search_init": 16},
+    }
+    rows = []
+    for name, overrides in variants.items():
+        for steps in step_counts:
+            cfg = dataclasses.replace(base_cfg, search_steps=steps, **overrides)
+            t = _time_search(cfg, fitted, x, jax.random.key(7), repeats=1)
+            row = {
+                "variant": name,
+                "steps": steps,
+                "seconds": t["seconds"],
+                "seconds_per_10k": t["seconds"] * 10000 / len(x),
+                "auroc": float(roc_auc_score(y, t["scores"])),
+            }
+            print(
+                f"  tradeoff {name:32s} steps {steps:4d}  AUROC {row['auroc']:.4f}  "
+                f"{row['seconds_per_10k']:7.1f} s/10k"
+            )
+            rows.append(row)
+    return rows

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import sys
 
@@ -58,6 +59,19 @@ def _add_run_flags(p: argparse.ArgumentParser, *, defaults: dict) -> None:
     g.add_argument("--hidden", type=_int_tuple, help="hidden layer sizes, e.g. 128,64,12")
     g.add_argument("--latent", type=int, help="latent size")
     g.add_argument("--loss", choices=["mse", "bce"], help="autoencoder loss")
+    g = p.add_argument_group("AnoGAN scoring (--detector anogan)")
+    g.add_argument(
+        "--search-steps", type=int, help="Adam steps of the latent search per sample (default 500)"
+    )
+    g.add_argument("--search-lr", type=float, help="learning rate of the latent search (default 1e-2)")
+    g.add_argument(
+        "--lambda", dest="lam", type=float, help="weight of the discriminator part, in [0, 1] (0.1)"
+    )
+    g.add_argument("--anogan-loss", choices=["tutorial", "paper"], help="search loss (default tutorial)")
+    g.add_argument("--score-batch", type=int, help="samples per vmapped chunk (default: chosen from N)")
+    g = p.add_argument_group("optimiser")
+    g.add_argument("--b1", type=float, help="Adam beta1 (default: 0.9 for autoencoders, 0.5 for GANs)")
+    g.add_argument("--b2", type=float, default=0.999, help="Adam beta2 (default: %(default)s)")
     g.add_argument("--epochs", type=int, default=defaults["epochs"], help="(default: %(default)s)")
     g.add_argument("--batch-size", type=int, default=defaults["batch_size"], help="(default: %(default)s)")
     g.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: %(default)s)")
@@ -93,20 +107,76 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_flags(demo, defaults={"dataset": "digits", "normal": "0", "epochs": 100, "batch_size": 32})
     run = sub.add_parser("run", help="train a detector, score the test split, write a run folder")
     _add_run_flags(run, defaults={"dataset": "digits", "normal": "0", "epochs": 20, "batch_size": 128})
+    bench = sub.add_parser("bench", help="throughput benchmarks (JSON out)")
+    bsub = bench.add_subparsers(dest="which", required=True)
+    b = bsub.add_parser("ae", help="dense AE training/scoring throughput on Fashion-MNIST class 0")
+    b.add_argument("--epochs", type=int, default=20)
+    b.add_argument("--batch-size", type=int, default=128)
+    b.add_argument("--unroll", type=int, default=1, help="lax.scan unroll factor")
+    b.add_argument("--data-dir")
+    b.add_argument("--out", default="results/bench_ae.json")
+    b = bsub.add_parser("anogan", help="AnoGAN search throughput on MNIST and the AUROC/time trade-off")
+    b.add_argument("--run", help="run folder of experiments/mnist_anogan.py to take the GAN from")
+    b.add_argument("--gan-epochs", type=int, default=50, help="GAN epochs when no --run is given")
+    b.add_argument("--sizes", type=_int_tuple, default=(1000, 10000), help="test set sizes to time")
+    b.add_argument("--steps", type=int, default=500, help="search iterations")
+    b.add_argument("--no-curve", action="store_true", help="skip the trade-off curve")
+    b.add_argument("--data-dir")
+    b.add_argument("--out", default="results/bench_anogan.json")
     return parser
+
+
+def run_bench(args) -> None:
+    from jax_anomaly import bench
+
+    if args.which == "ae":
+        bench.bench_ae(
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            unroll=args.unroll,
+            data_dir=args.data_dir,
+            out=args.out,
+        )
+    else:
+        bench.bench_anogan(
+            run_dir=args.run,
+            gan_epochs=args.gan_epochs,
+            sizes=args.sizes,
+            steps=args.steps,
+            curve=not args.no_curve,
+            data_dir=args.data_dir,
+            out=args.out,
+        )
 
 
 def config_from_args(args: argparse.Namespace):
     """A ``RunConfig`` from parsed flags (validates everything, raising ``ValueError``)."""
     from jax_anomaly.config import DataConfig, TrainConfig
     from jax_anomaly.data import parse_normal
+    from jax_anomaly.detectors import get_detector
     from jax_anomaly.runner import RunConfig
 
-    model = {
-        k: v
-        for k, v in {"hidden": args.hidden, "latent": args.latent, "loss": args.loss}.items()
-        if v is not None
+    flags = {
+        "--hidden": ("hidden", args.hidden),
+        "--latent": ("latent", args.latent),
+        "--loss": ("loss", args.loss),
+        "--anogan-loss": ("loss", args.anogan_loss),
+        "--search-steps": ("search_steps", args.search_steps),
+        "--search-lr": ("search_lr", args.search_lr),
+        "--lambda": ("lam", args.lam),
+        "--score-batch": ("score_batch", args.score_batch),
     }
+    # Flags that name a shared field ('loss') for one detector only; the rest apply wherever
+    # the detector's config has the field.
+    only_for = {"--loss": "ae", "--anogan-loss": "anogan"}
+    fields = {f.name for f in dataclasses.fields(get_detector(args.detector).config_cls)}
+    model = {}
+    for flag, (name, value) in flags.items():
+        if value is None:
+            continue
+        if name not in fields or only_for.get(flag, args.detector) != args.detector:
+            raise ValueError(f"{flag} does not apply to detector '{args.detector}'")
+        model[name] = value
     out = (
         args.out
         or f"runs/{args.detector}-{args.dataset.replace(':', '_').replace('/', '_')}-"
@@ -129,6 +199,8 @@ def config_from_args(args: argparse.Namespace):
             epochs=args.epochs,
             batch_size=args.batch_size,
             learning_rate=args.lr,
+            b1=args.b1,
+            b2=args.b2,
             patience=args.patience,
             drop_remainder=args.drop_remainder,
         ),
@@ -148,6 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     from jax_anomaly.training import TrainingDivergedError
 
     try:
+        if args.command == "bench":
+            run_bench(args)
+            return 0
         cfg = config_from_args(args)
         summary = run(cfg)
     except (ValueError, FileNotFoundError) as e:

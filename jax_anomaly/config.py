@@ -13,12 +13,16 @@ def _check(cond: bool, message: str) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings common to all detectors (optax Adam)."""
+    """Optimisation settings common to all detectors (optax Adam).
+
+    ``b1=None`` takes the detector's own default (0.9 for autoencoders, 0.5 for GANs, whose
+    MLP discriminator otherwise overpowers the generator and training collapses).
+    """
 
     epochs: int = 20
     batch_size: int = 128
     learning_rate: float = 1e-3
-    b1: float = 0.9
+    b1: float | None = None
     b2: float = 0.999
     patience: int | None = None
     drop_remainder: bool = False
@@ -28,7 +32,10 @@ class TrainConfig:
         _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
         _check(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
-        _check(0 <= self.b1 < 1 and 0 <= self.b2 < 1, f"Adam betas must be in [0, 1): {self.b1}, {self.b2}")
+        _check(
+            (self.b1 is None or 0 <= self.b1 < 1) and 0 <= self.b2 < 1,
+            f"Adam betas must be in [0, 1): {self.b1}, {self.b2}",
+        )
         _check(self.patience is None or self.patience >= 1, f"patience must be >= 1, got {self.patience}")
         _check(self.unroll >= 1, f"unroll must be >= 1, got {self.unroll}")
 

@@ -160,6 +160,12 @@ def run(cfg: RunConfig, data: OneClassData | None = None) -> dict:
         progress=cfg.progress,
     )
 
+    if cfg.progress:
+        print(
+            f"scoring {len(data.x_val)} validation and {len(data.x_test)} test samples ...",
+            file=sys.stderr,
+            flush=True,
+        )
     t0 = time.perf_counter()
     val_key, test_key = jax.random.split(score_key)
     val_out = detector.score(fitted, to_range(data.x_val), key=val_key) if len(data.x_val) else None
@@ -244,6 +250,11 @@ def _write_run_folder(out: Path, cfg: RunConfig, data, fitted, test_out, summary
         if data.y_test.min() != data.y_test.max():
             plotting.plot_score_histogram(plots / "scores.png", scores, data.y_test, threshold)
             plotting.plot_roc(plots / "roc.png", data.y_test, scores)
+        detector = get_detector(cfg.detector)
+        if detector.extra_plots is not None:
+            import jax
+
+            detector.extra_plots(fitted, plots, data.image_shape, key=jax.random.key(cfg.seed + 1))
         if "reconstruction" in test_out:
             rng = np.random.default_rng(cfg.seed)
             pick = np.concatenate(
@@ -257,7 +268,7 @@ def _write_run_folder(out: Path, cfg: RunConfig, data, fitted, test_out, summary
                 ]
             ).astype(int)
             recon = test_out["reconstruction"][pick]
-            if get_detector(cfg.detector).input_range == "symmetric":
+            if detector.input_range == "symmetric":
                 recon = (recon + 1.0) / 2.0
             plotting.plot_reconstructions(
                 plots / "reconstructions.png",

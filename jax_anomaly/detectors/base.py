@@ -37,6 +37,8 @@ class Detector:
       fit: ``(config, train_config, x_train, x_val, *, key, progress) -> Fitted``.
       score: ``(fitted, x, *, key) -> dict`` with ``'score'`` (N,), higher = more anomalous,
         and optionally ``'reconstruction'`` (N, D) and other per-sample parts.
+      extra_plots: optional ``(fitted, plots_dir, image_shape, *, key) -> None`` for plots
+        of the method's own (e.g. generated samples).
     """
 
     name: str
@@ -47,6 +49,7 @@ class Detector:
     input_range: str
     fit: Callable[..., Fitted]
     score: Callable[..., dict[str, np.ndarray]]
+    extra_plots: Callable[..., None] | None = None
 
     def config(self, preset: str | None = None, dataset: str = "", **overrides):
         """The preset's config (by name, or the one for ``dataset``) with ``overrides``."""
@@ -100,8 +103,9 @@ def check_features(x, n_features: int | None = None, what: str = "x") -> np.ndar
     return x.astype(np.float32)
 
 
-def adam(train: TrainConfig):
-    """The optax optimiser every detector uses unless it says otherwise."""
+def adam(train: TrainConfig, default_b1: float = 0.9):
+    """The optax Adam every detector uses; ``train.b1`` when set, else ``default_b1``."""
     import optax
 
-    return optax.adam(train.learning_rate, b1=train.b1, b2=train.b2)
+    b1 = default_b1 if train.b1 is None else train.b1
+    return optax.adam(train.learning_rate, b1=b1, b2=train.b2)
