@@ -69,6 +69,8 @@ def _add_run_flags(p: argparse.ArgumentParser, *, defaults: dict) -> None:
     )
     g.add_argument("--anogan-loss", choices=["tutorial", "paper"], help="search loss (default tutorial)")
     g.add_argument("--score-batch", type=int, help="samples per vmapped chunk (default: chosen from N)")
+    g.add_argument("--search-schedule", choices=["constant", "cosine"], help="step size schedule (constant)")
+    g.add_argument("--search-init", type=int, help="random initial latents per sample, best one kept (1)")
     g = p.add_argument_group("optimiser")
     g.add_argument("--b1", type=float, help="Adam beta1 (default: 0.9 for autoencoders, 0.5 for GANs)")
     g.add_argument("--b2", type=float, default=0.999, help="Adam beta2 (default: %(default)s)")
@@ -117,7 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", default="results/bench_ae.json")
     b = bsub.add_parser("anogan", help="AnoGAN search throughput on MNIST and the AUROC/time trade-off")
     b.add_argument("--run", help="run folder of experiments/mnist_anogan.py to take the GAN from")
-    b.add_argument("--gan-epochs", type=int, default=50, help="GAN epochs when no --run is given")
+    b.add_argument(
+        "--gan-epochs",
+        type=int,
+        default=50,
+        help="GAN training epochs timed here (the search uses this GAN unless --run)",
+    )
     b.add_argument("--sizes", type=_int_tuple, default=(1000, 10000), help="test set sizes to time")
     b.add_argument("--steps", type=int, default=500, help="search iterations")
     b.add_argument("--no-curve", action="store_true", help="skip the trade-off curve")
@@ -165,6 +172,8 @@ def config_from_args(args: argparse.Namespace):
         "--search-lr": ("search_lr", args.search_lr),
         "--lambda": ("lam", args.lam),
         "--score-batch": ("score_batch", args.score_batch),
+        "--search-schedule": ("search_schedule", args.search_schedule),
+        "--search-init": ("search_init", args.search_init),
     }
     # Flags that name a shared field ('loss') for one detector only; the rest apply wherever
     # the detector's config has the field.

@@ -88,6 +88,9 @@ class AnoGANConfig:
 PRESETS = {
     # The classic MNIST GAN tutorial: G 100-128-256-512-784, D 784-512-256-1.
     "mnist_tutorial": AnoGANConfig(),
+    # Same GAN, a 20x cheaper search that scored higher in the benchmark's trade-off curve:
+    # a cosine-decayed step from 5e-2 and the best of 16 random initial latents.
+    "mnist_fast": AnoGANConfig(search_steps=25, search_lr=5e-2, search_schedule="cosine", search_init=16),
     "digits": AnoGANConfig(latent=16, g_hidden=(64, 128), d_hidden=(128, 64), search_steps=200),
     "synthetic": AnoGANConfig(latent=8, g_hidden=(32, 32), d_hidden=(32, 16), search_steps=200),
     "tiny": AnoGANConfig(latent=4, g_hidden=(16,), d_hidden=(16,), search_steps=30, search_lr=0.05),
@@ -142,11 +145,13 @@ def make_train_step(cfg: AnoGANConfig):
 
     def step(state: GANState, batch, mask, key):
         z = jax.random.normal(key, (batch.shape[0], cfg.latent))
-        fake = state.g.apply_fn({"params": state.g.params}, z)
+        # G(z) is computed once: the D update uses it as data, and the G update pulls the
+        # gradient of its loss w.r.t. G(z) back through this same forward pass.
+        fake, g_vjp = jax.vjp(lambda g_params: state.g.apply_fn({"params": g_params}, z), state.g.params)
 
         def d_loss_fn(d_params):
             real_logits = state.d.apply_fn({"params": d_params}, batch)
-            fake_logits = state.d.apply_fn({"params": d_params}, jax.lax.stop_gradient(fake))
+            fake_logits = state.d.apply_fn({"params": d_params}, fake)
             loss = masked_mean(_bce(real_logits, 1.0) + _bce(fake_logits, 0.0), mask)
             return loss, (real_logits, fake_logits)
 
@@ -155,11 +160,11 @@ def make_train_step(cfg: AnoGANConfig):
         )
         d_state = state.d.apply_gradients(grads=d_grads)
 
-        def g_loss_fn(g_params):
-            logits = d_state.apply_fn({"params": d_state.params}, state.g.apply_fn({"params": g_params}, z))
-            return masked_mean(_bce(logits, 1.0), mask)
+        def g_loss_fn(fake):  # non-saturating generator loss against the updated D
+            return masked_mean(_bce(d_state.apply_fn({"params": d_state.params}, fake), 1.0), mask)
 
-        g_loss, g_grads = jax.value_and_grad(g_loss_fn)(state.g.params)
+        g_loss, d_fake = jax.value_and_grad(g_loss_fn)(fake)
+        (g_grads,) = g_vjp(d_fake)
         metrics = {
             "d_loss": d_loss,
             "g_loss": g_loss,
@@ -253,8 +258,9 @@ def search_one(cfg: AnoGANConfig, models: GANModels, params, x, z0) -> dict:
     return {"score": loss, "residual": residual, "discrimination": disc, "z": z, "reconstruction": gz}
 
 
-def auto_score_batch(n: int, cap: int = 2048) -> int:
-    """Chunk size for the vmapped search: the whole set up to ``cap`` samples, else the
+def auto_score_batch(n: int, cap: int = 512) -> int:
+    """Chunk size for the vmapped search (512 measured fastest on a 2-core CPU, see README):
+    the whole set up to ``cap`` samples, else the
     largest chunk <= cap that splits n into equal chunks when one exists nearby."""
     if n <= cap:
         return n
