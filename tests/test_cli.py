@@ -92,3 +92,12 @@ def test_bad_flag_exits_2(capsys):
     with pytest.raises(SystemExit) as e:
         main(["run", "--detector", "svm"])
     assert e.value.code == 2
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--detector", "anogan", "--patience", "3"], ["--val-fraction", "0", "--patience", "3"]],
+)
+def test_patience_without_validation_loss_is_an_error(tmp_path, capsys, argv):
+    assert main(["run", *argv, "--epochs", "2", "--out", str(tmp_path), "--quiet"]) == 2
+    assert "early stopping (patience) needs a validation loss" in capsys.readouterr().err

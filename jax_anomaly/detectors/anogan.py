@@ -18,9 +18,8 @@ import optax
 from flax.training import train_state
 
 from jax_anomaly.config import TrainConfig
-from jax_anomaly.detectors.base import Detector, Fitted, adam, check_features, register
+from jax_anomaly.detectors.base import Detector, Fitted, adam, check_features, register, train_with_config
 from jax_anomaly.models import Discriminator, Generator
-from jax_anomaly.training import fit as fit_loop
 from jax_anomaly.training import masked_mean
 
 ANOGAN_LOSSES = ("tutorial", "paper")
@@ -184,17 +183,13 @@ def fit(cfg: AnoGANConfig, train: TrainConfig, x_train, x_val=None, *, key, prog
     """
     del x_val
     x_train = check_features(x_train, what="training data")
-    init_key, train_key = jax.random.split(key)
-    state = init_state(cfg, train, x_train.shape[1], init_key)
-    state, result = fit_loop(
-        state,
+    state, result = train_with_config(
+        "anogan",
+        lambda k: init_state(cfg, train, x_train.shape[1], k),
         make_train_step(cfg),
         x_train,
-        epochs=train.epochs,
-        batch_size=train.batch_size,
-        key=train_key,
-        drop_remainder=train.drop_remainder,
-        unroll=train.unroll,
+        train,
+        key=key,
         progress=progress,
     )
     params = {"generator": state.g.params, "discriminator": state.d.params}

@@ -11,9 +11,8 @@ import numpy as np
 from flax.training import train_state
 
 from jax_anomaly.config import TrainConfig
-from jax_anomaly.detectors.base import Detector, Fitted, adam, check_features, register
+from jax_anomaly.detectors.base import Detector, Fitted, adam, check_features, register, train_with_config
 from jax_anomaly.models import DenseAutoencoder, activation
-from jax_anomaly.training import fit as fit_loop
 from jax_anomaly.training import masked_mean
 
 _LOSSES = ("mse", "bce")
@@ -128,20 +127,15 @@ def fit(cfg: AEConfig, train: TrainConfig, x_train, x_val=None, *, key, progress
     has_val = x_val is not None and len(x_val) > 0
     if has_val:
         x_val = check_features(x_val, x_train.shape[1], what="validation data")
-    init_key, train_key = jax.random.split(key)
-    state = init_state(cfg, train, x_train.shape[1], init_key)
-    state, result = fit_loop(
-        state,
+    state, result = train_with_config(
+        "ae",
+        lambda k: init_state(cfg, train, x_train.shape[1], k),
         make_train_step(cfg),
         x_train,
-        epochs=train.epochs,
-        batch_size=train.batch_size,
-        key=train_key,
+        train,
+        key=key,
         eval_fn=make_eval_fn(cfg) if has_val else None,
         val_data=x_val if has_val else None,
-        patience=train.patience if has_val else None,
-        drop_remainder=train.drop_remainder,
-        unroll=train.unroll,
         progress=progress,
     )
     return Fitted("ae", cfg, state.params, result, x_train.shape[1])

@@ -103,6 +103,50 @@ def check_features(x, n_features: int | None = None, what: str = "x") -> np.ndar
     return x.astype(np.float32)
 
 
+def train_with_config(
+    name: str,
+    init_state: Callable,
+    step: Callable,
+    x_train: np.ndarray,
+    train: TrainConfig,
+    *,
+    key,
+    eval_fn: Callable | None = None,
+    val_data=None,
+    progress=True,
+):
+    """Initialises a state with ``init_state(key)`` and trains it with the on-device epoch
+    loop under ``train``'s settings. Returns ``(state, FitResult)``.
+
+    Raises:
+      ValueError: early stopping asked for (``train.patience``) without a validation loss.
+    """
+    import jax
+
+    from jax_anomaly.training import fit
+
+    if train.patience is not None and eval_fn is None:
+        raise ValueError(
+            f"early stopping (patience) needs a validation loss: detector '{name}' has none here "
+            "(no validation data, or a method without one)"
+        )
+    init_key, train_key = jax.random.split(key)
+    return fit(
+        init_state(init_key),
+        step,
+        x_train,
+        epochs=train.epochs,
+        batch_size=train.batch_size,
+        key=train_key,
+        eval_fn=eval_fn,
+        val_data=val_data,
+        patience=train.patience,
+        drop_remainder=train.drop_remainder,
+        unroll=train.unroll,
+        progress=progress,
+    )
+
+
 def adam(train: TrainConfig, default_b1: float = 0.9):
     """The optax Adam every detector uses; ``train.b1`` when set, else ``default_b1``."""
     import optax
