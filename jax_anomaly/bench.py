@@ -150,10 +150,8 @@ def _time_search(cfg, fitted, x, key, repeats: int) -> dict:
     """Compile time, then the best of ``repeats`` timed calls of the whole-set search."""
     from jax_anomaly.detectors import anogan
 
-    k = cfg.score_batch or anogan.auto_score_batch(len(x))
-    search = anogan.make_search(cfg, fitted.n_features, min(k, len(x)))
-    shape = (len(x), cfg.latent) if cfg.search_init == 1 else (len(x), cfg.search_init, cfg.latent)
-    z0 = jax.random.normal(key, shape)
+    search = anogan.search_for(cfg, fitted.n_features, len(x))
+    z0 = anogan.initial_latents(cfg, len(x), key)
     x = jax.device_put(x)
     t0 = time.perf_counter()
     compiled = search.lower(fitted.params, x, z0).compile()
@@ -191,7 +189,7 @@ def bench_anogan(
     from jax_anomaly.runner import RunConfig, prepare_data
 
     data = prepare_data(RunConfig(data=DataConfig("mnist", (0,), data_dir=data_dir)))
-    x_train, x_test = 2 * data.x_train - 1, 2 * data.x_test - 1
+    x_train, x_test = anogan.DETECTOR.to_input(data.x_train), anogan.DETECTOR.to_input(data.x_test)
     cfg = dataclasses.replace(anogan.PRESETS["mnist_tutorial"], search_steps=steps)
     result = {"benchmark": "anogan", "device": str(jax.devices()[0]), "search_steps": steps}
     peak = matmul_peak_gflops()

@@ -148,14 +148,13 @@ def run(cfg: RunConfig, data: OneClassData | None = None) -> dict:
         data = prepare_data(cfg)
     data_seconds = time.perf_counter() - t0
 
-    to_range = (lambda x: 2.0 * x - 1.0) if detector.input_range == "symmetric" else (lambda x: x)
     key = jax.random.key(cfg.seed)
     fit_key, score_key = jax.random.split(key)
     fitted = detector.fit(
         model_cfg,
         cfg.train,
-        to_range(data.x_train),
-        to_range(data.x_val),
+        detector.to_input(data.x_train),
+        detector.to_input(data.x_val),
         key=fit_key,
         progress=cfg.progress,
     )
@@ -168,8 +167,8 @@ def run(cfg: RunConfig, data: OneClassData | None = None) -> dict:
         )
     t0 = time.perf_counter()
     val_key, test_key = jax.random.split(score_key)
-    val_out = detector.score(fitted, to_range(data.x_val), key=val_key) if len(data.x_val) else None
-    test_out = detector.score(fitted, to_range(data.x_test), key=test_key)
+    val_out = detector.score(fitted, detector.to_input(data.x_val), key=val_key) if len(data.x_val) else None
+    test_out = detector.score(fitted, detector.to_input(data.x_test), key=test_key)
     score_seconds = time.perf_counter() - t0
     val_scores = val_out["score"] if val_out is not None else None
     test_scores = test_out["score"]
@@ -267,9 +266,7 @@ def _write_run_folder(out: Path, cfg: RunConfig, data, fitted, test_out, summary
                     for label in (0, 1)
                 ]
             ).astype(int)
-            recon = test_out["reconstruction"][pick]
-            if detector.input_range == "symmetric":
-                recon = (recon + 1.0) / 2.0
+            recon = detector.from_input(test_out["reconstruction"][pick])
             plotting.plot_reconstructions(
                 plots / "reconstructions.png",
                 data.x_test[pick],

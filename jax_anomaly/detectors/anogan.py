@@ -275,6 +275,18 @@ def make_search(cfg: AnoGANConfig, n_features: int, score_batch: int):
     return search
 
 
+def search_for(cfg: AnoGANConfig, n_features: int, n: int):
+    """The compiled whole-set search for ``n`` samples, chunked by ``cfg.score_batch`` or,
+    when unset, by ``auto_score_batch(n)``."""
+    return make_search(cfg, n_features, min(cfg.score_batch or auto_score_batch(n), n))
+
+
+def initial_latents(cfg: AnoGANConfig, n: int, key: jax.Array) -> jax.Array:
+    """z0 ~ N(0, I): ``(n, latent)``, or ``(n, search_init, latent)`` candidates per sample."""
+    shape = (n, cfg.latent) if cfg.search_init == 1 else (n, cfg.search_init, cfg.latent)
+    return jax.random.normal(key, shape)
+
+
 def score(fitted: Fitted, x, *, key) -> dict[str, np.ndarray]:
     """AnoGAN scores of every sample of ``x`` (N, D), in one compiled call.
 
@@ -292,10 +304,7 @@ def score(fitted: Fitted, x, *, key) -> dict[str, np.ndarray]:
         raise ValueError("AnoGAN scoring needs a PRNG key for the initial latents")
     cfg = fitted.config
     x = check_features(x, fitted.n_features)
-    shape = (len(x), cfg.latent) if cfg.search_init == 1 else (len(x), cfg.search_init, cfg.latent)
-    z0 = jax.random.normal(key, shape)
-    k = cfg.score_batch or auto_score_batch(len(x))
-    out = make_search(cfg, fitted.n_features, min(k, len(x)))(fitted.params, x, z0)
+    out = search_for(cfg, fitted.n_features, len(x))(fitted.params, x, initial_latents(cfg, len(x), key))
     return {name: np.asarray(v) for name, v in out.items()}
 
 
@@ -312,7 +321,7 @@ def plot_samples(fitted: Fitted, plots_dir, image_shape, *, key) -> None:
         return
     from jax_anomaly import plotting
 
-    samples = (generate(fitted, 64, key=key) + 1.0) / 2.0
+    samples = DETECTOR.from_input(generate(fitted, 64, key=key))
     plotting.plot_grid(plots_dir / "generated.png", samples, image_shape, title="G(z), z ~ N(0, I)")
 
 

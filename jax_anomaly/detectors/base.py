@@ -51,6 +51,14 @@ class Detector:
     score: Callable[..., dict[str, np.ndarray]]
     extra_plots: Callable[..., None] | None = None
 
+    def to_input(self, x: np.ndarray) -> np.ndarray:
+        """Data in [0, 1] -> the detector's input range."""
+        return 2.0 * x - 1.0 if self.input_range == "symmetric" else x
+
+    def from_input(self, x: np.ndarray) -> np.ndarray:
+        """The detector's input range (e.g. a reconstruction) -> [0, 1]."""
+        return (x + 1.0) / 2.0 if self.input_range == "symmetric" else x
+
     def config(self, preset: str | None = None, dataset: str = "", **overrides):
         """The preset's config (by name, or the one for ``dataset``) with ``overrides``."""
         from jax_anomaly.config import replace

@@ -13,16 +13,15 @@ from jax_anomaly.detectors import detector_names, get_detector
 def test_tiny_preset_trains_and_separates(name, synthetic):
     det = get_detector(name)
     cfg = det.config("tiny")
-    scale = (lambda x: 2 * x - 1) if det.input_range == "symmetric" else (lambda x: x)
     fitted = det.fit(
         cfg,
         TrainConfig(epochs=20, batch_size=32),
-        scale(synthetic.x_train),
-        scale(synthetic.x_val),
+        det.to_input(synthetic.x_train),
+        det.to_input(synthetic.x_val),
         key=jax.random.key(0),
         progress=False,
     )
-    scores = det.score(fitted, scale(synthetic.x_test), key=jax.random.key(1))["score"]
+    scores = det.score(fitted, det.to_input(synthetic.x_test), key=jax.random.key(1))["score"]
     assert scores.shape == (len(synthetic.x_test),) and np.all(np.isfinite(scores))
     assert roc_auc_score(synthetic.y_test, scores) > 0.8
 
