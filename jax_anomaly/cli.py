@@ -8,6 +8,7 @@ import datetime
 import sys
 
 from jax_anomaly import thresholds
+from jax_anomaly.config import MATMUL_PRECISIONS
 
 EXIT_USAGE = 2
 
@@ -96,6 +97,11 @@ def _add_run_flags(p: argparse.ArgumentParser, *, defaults: dict) -> None:
     g.add_argument("--out", help="run folder (default: runs/<detector>-<dataset>-<time>)")
     g.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     g.add_argument("--quiet", action="store_true", help="no progress line")
+    g.add_argument(
+        "--precision",
+        choices=sorted(MATMUL_PRECISIONS),
+        help="matmul precision of training and scoring (default: the backend's; TF32 on recent GPUs)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,6 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--sizes", type=_int_tuple, default=(1000, 10000), help="test set sizes to time")
     b.add_argument("--steps", type=int, default=500, help="search iterations")
     b.add_argument("--no-curve", action="store_true", help="skip the trade-off curve")
+    b.add_argument(
+        "--precisions",
+        type=lambda s: tuple(p for p in s.split(",") if p),
+        default=(),
+        help="also time the whole-set search under these matmul precisions, e.g. "
+        "float32,tf32,bf16 (scores compared with the first)",
+    )
     b.add_argument("--data-dir")
     b.add_argument("--out", default="results/bench_anogan.json")
     return parser
@@ -151,6 +164,7 @@ def run_bench(args) -> None:
             sizes=args.sizes,
             steps=args.steps,
             curve=not args.no_curve,
+            precisions=args.precisions,
             data_dir=args.data_dir,
             out=args.out,
         )
@@ -219,6 +233,7 @@ def config_from_args(args: argparse.Namespace):
         out=out,
         plots=not args.no_plots,
         progress=not args.quiet,
+        precision=args.precision,
     )
 
 

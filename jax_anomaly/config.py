@@ -59,6 +59,26 @@ class DataConfig:
         _check(self.source in ("local", "tfds"), f"source must be 'local' or 'tfds', got '{self.source}'")
 
 
+# User-facing matmul precisions -> JAX's names. The backend default (None) is full float32
+# on CPU but TF32 on recent NVIDIA GPUs; 'bf16' asks for bfloat16 operands with float32
+# accumulation (JAX's own 'bfloat16' level maps to TF32 on GPUs).
+MATMUL_PRECISIONS = {"float32": "float32", "tf32": "tensorfloat32", "bf16": "BF16_BF16_F32"}
+
+
+def matmul_precision(name: str | None):
+    """Context manager setting the matmul precision for fp32 inputs (``None``: the backend's
+    default); traced and compiled functions inside it use it (it is part of jit's cache key)."""
+    import contextlib
+
+    import jax
+
+    if name is None:
+        return contextlib.nullcontext()
+    if name not in MATMUL_PRECISIONS:
+        raise ValueError(f"unknown matmul precision '{name}'; expected one of {sorted(MATMUL_PRECISIONS)}")
+    return jax.default_matmul_precision(MATMUL_PRECISIONS[name])
+
+
 def replace(cfg, **overrides):
     """``dataclasses.replace`` that ignores None overrides and names unknown fields clearly."""
     names = {f.name for f in dataclasses.fields(cfg)}
