@@ -81,6 +81,19 @@ def _add_run_flags(p: argparse.ArgumentParser, *, defaults: dict) -> None:
     g.add_argument("--patience", type=int, help="early stopping patience in epochs (validation loss)")
     g.add_argument("--drop-remainder", action="store_true", help="drop the last partial batch of each epoch")
     g.add_argument("--seed", type=int, default=0, help="seed of every random choice (default: %(default)s)")
+    g = p.add_argument_group("devices")
+    g.add_argument(
+        "--devices", type=int, help="train and score data-parallel over the first N devices (default: all)"
+    )
+    g.add_argument(
+        "--distributed",
+        action="store_true",
+        help="multi-host: call jax.distributed.initialize() first; on SLURM or Cloud TPU it finds "
+        "its peers, elsewhere give the three flags below (see README)",
+    )
+    g.add_argument("--coordinator", help="with --distributed: HOST:PORT of process 0")
+    g.add_argument("--num-processes", type=int, help="with --distributed: number of processes")
+    g.add_argument("--process-id", type=int, help="with --distributed: this process's index")
     g = p.add_argument_group("scoring and output")
     g.add_argument(
         "--threshold",
@@ -143,13 +156,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     b.add_argument("--data-dir")
     b.add_argument("--out", default="results/bench_anogan.json")
+    b = bsub.add_parser("scaling", help="data-parallel throughput on 1, 2, 4, 8 devices")
+    b.add_argument(
+        "--cpu-devices",
+        type=int,
+        default=8,
+        help="virtual CPU devices to create when running on CPU (default: %(default)s)",
+    )
+    b.add_argument("--device-counts", type=_int_tuple, default=(1, 2, 4, 8))
+    b.add_argument("--epochs", type=int, default=4)
+    b.add_argument("--steps", type=int, default=50, help="AnoGAN search iterations")
+    b.add_argument("--out", default="results/bench_scaling.json")
     return parser
 
 
 def run_bench(args) -> None:
     from jax_anomaly import bench
 
-    if args.which == "ae":
+    if args.which == "scaling":
+        import jax
+
+        jax.config.update("jax_num_cpu_devices", args.cpu_devices)  # before any device is used
+        bench.bench_scaling(
+            device_counts=args.device_counts, epochs=args.epochs, steps=args.steps, out=args.out
+        )
+    elif args.which == "ae":
         bench.bench_ae(
             epochs=args.epochs,
             batch_size=args.batch_size,
@@ -226,6 +257,7 @@ def config_from_args(args: argparse.Namespace):
             b2=args.b2,
             patience=args.patience,
             drop_remainder=args.drop_remainder,
+            devices=args.devices,
         ),
         threshold=args.threshold,
         compare_thresholds=tuple(args.compare_threshold),
@@ -248,6 +280,14 @@ def main(argv: list[str] | None = None) -> int:
             run_bench(args)
             return 0
         cfg = config_from_args(args)
+        if args.distributed:
+            import jax
+
+            jax.distributed.initialize(
+                coordinator_address=args.coordinator,
+                num_processes=args.num_processes,
+                process_id=args.process_id,
+            )
         summary = run(cfg)
     except (ValueError, FileNotFoundError) as e:
         print(f"jax-anomaly: error: {e}", file=sys.stderr)

@@ -17,6 +17,7 @@ class TrainConfig:
 
     ``b1=None`` takes the detector's own default (0.9 for autoencoders, 0.5 for GANs, whose
     MLP discriminator otherwise overpowers the generator and training collapses).
+    ``devices``: train data-parallel over the first N devices (None: all visible).
     """
 
     epochs: int = 20
@@ -27,6 +28,7 @@ class TrainConfig:
     patience: int | None = None
     drop_remainder: bool = False
     unroll: int = 1
+    devices: int | None = None
 
     def __post_init__(self):
         _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
@@ -38,6 +40,7 @@ class TrainConfig:
         )
         _check(self.patience is None or self.patience >= 1, f"patience must be >= 1, got {self.patience}")
         _check(self.unroll >= 1, f"unroll must be >= 1, got {self.unroll}")
+        _check(self.devices is None or self.devices >= 1, f"devices must be >= 1, got {self.devices}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -176,8 +176,13 @@ def _run(cfg: RunConfig, data: OneClassData | None = None) -> dict:
         )
     t0 = time.perf_counter()
     val_key, test_key = jax.random.split(score_key)
-    val_out = detector.score(fitted, detector.to_input(data.x_val), key=val_key) if len(data.x_val) else None
-    test_out = detector.score(fitted, detector.to_input(data.x_test), key=test_key)
+    devices = cfg.train.devices
+    val_out = (
+        detector.score(fitted, detector.to_input(data.x_val), key=val_key, devices=devices)
+        if len(data.x_val)
+        else None
+    )
+    test_out = detector.score(fitted, detector.to_input(data.x_test), key=test_key, devices=devices)
     score_seconds = time.perf_counter() - t0
     val_scores = val_out["score"] if val_out is not None else None
     test_scores = test_out["score"]

@@ -80,6 +80,8 @@ def test_run_synthetic_mean_std(tmp_path):
         (["run", "--epochs", "0"], "epochs must be >= 1"),
         (["run", "--dataset", "csv:/no/such.csv"], "data file not found"),
         (["run", "--latent", "0"], "layer sizes"),
+        (["run", "--devices", "0"], "devices must be >= 1"),
+        (["run", "--devices", "4096"], "visible device"),
     ],
 )
 def test_bad_input_one_line_exit_2(tmp_path, capsys, argv, message):

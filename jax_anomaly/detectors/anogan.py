@@ -16,10 +16,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax.training import train_state
+from jax.sharding import Mesh
 
 from jax_anomaly.config import TrainConfig
 from jax_anomaly.detectors.base import Detector, Fitted, adam, check_features, register, train_with_config
 from jax_anomaly.models import Discriminator, Generator
+from jax_anomaly.sharding import local_rows, make_mesh, map_samples, shard_samples
 from jax_anomaly.training import masked_mean
 
 ANOGAN_LOSSES = ("tutorial", "paper")
@@ -268,21 +270,26 @@ def auto_score_batch(n: int, cap: int | None = None) -> int:
 
 
 @functools.lru_cache(maxsize=16)
-def make_search(cfg: AnoGANConfig, n_features: int, score_batch: int):
-    """The jitted whole-set search ``(params, x (N, D), z0 (N, [C,] latent)) -> dict of (N, ...)``."""
+def make_search(cfg: AnoGANConfig, n_features: int, score_batch: int, mesh: Mesh | None = None):
+    """The jitted whole-set search ``(params, x (N, D), z0 (N, [C,] latent)) -> dict of (N, ...)``.
+
+    Samples are sharded over ``mesh`` (None: all devices; N must then divide by their
+    number, see ``score``); each device vmaps the search over chunks of ``score_batch``.
+    """
     models = build_models(cfg, n_features)
 
-    @jax.jit
-    def search(params, x, z0):
+    def local(params, x, z0):
         return jax.lax.map(lambda xz: search_one(cfg, models, params, *xz), (x, z0), batch_size=score_batch)
 
-    return search
+    return shard_samples(local, mesh or make_mesh())
 
 
-def search_for(cfg: AnoGANConfig, n_features: int, n: int):
-    """The compiled whole-set search for ``n`` samples, chunked by ``cfg.score_batch`` or,
-    when unset, by ``auto_score_batch(n)``."""
-    return make_search(cfg, n_features, min(cfg.score_batch or auto_score_batch(n), n))
+def search_for(cfg: AnoGANConfig, n_features: int, n: int, mesh: Mesh | None = None):
+    """The compiled whole-set search for ``n`` samples over ``mesh`` (None: all devices),
+    chunked per device by ``cfg.score_batch`` or, when unset, by ``auto_score_batch``."""
+    mesh = mesh or make_mesh()
+    local_n = local_rows(n, mesh)
+    return make_search(cfg, n_features, min(cfg.score_batch or auto_score_batch(local_n), local_n), mesh)
 
 
 def initial_latents(cfg: AnoGANConfig, n: int, key: jax.Array) -> jax.Array:
@@ -291,13 +298,14 @@ def initial_latents(cfg: AnoGANConfig, n: int, key: jax.Array) -> jax.Array:
     return jax.random.normal(key, shape)
 
 
-def score(fitted: Fitted, x, *, key) -> dict[str, np.ndarray]:
+def score(fitted: Fitted, x, *, key, devices: int | None = None) -> dict[str, np.ndarray]:
     """AnoGAN scores of every sample of ``x`` (N, D), in one compiled call.
 
     Args:
       fitted: a trained GAN (``fit``).
       x: samples in [-1, 1].
       key: PRNG key of the initial latents z0 ~ N(0, I).
+      devices: shard the samples over the first ``devices`` devices (None: all).
 
     Returns:
       dict of NumPy arrays: ``score`` (N,), higher = more anomalous; ``residual`` and
@@ -308,8 +316,9 @@ def score(fitted: Fitted, x, *, key) -> dict[str, np.ndarray]:
         raise ValueError("AnoGAN scoring needs a PRNG key for the initial latents")
     cfg = fitted.config
     x = check_features(x, fitted.n_features)
-    out = search_for(cfg, fitted.n_features, len(x))(fitted.params, x, initial_latents(cfg, len(x), key))
-    return {name: np.asarray(v) for name, v in out.items()}
+    mesh = make_mesh(devices)
+    search = search_for(cfg, fitted.n_features, len(x), mesh)
+    return map_samples(search, mesh, fitted.params, x, initial_latents(cfg, len(x), key))
 
 
 def generate(fitted: Fitted, n: int, *, key) -> np.ndarray:

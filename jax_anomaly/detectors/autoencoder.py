@@ -9,10 +9,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax.training import train_state
+from jax.sharding import Mesh
 
 from jax_anomaly.config import TrainConfig
 from jax_anomaly.detectors.base import Detector, Fitted, adam, check_features, register, train_with_config
 from jax_anomaly.models import DenseAutoencoder, activation
+from jax_anomaly.sharding import local_rows, make_mesh, map_samples, shard_samples
 from jax_anomaly.training import masked_mean
 
 _LOSSES = ("mse", "bce")
@@ -142,27 +144,30 @@ def fit(cfg: AEConfig, train: TrainConfig, x_train, x_val=None, *, key, progress
 
 
 @functools.lru_cache(maxsize=32)
-def _scorer(cfg: AEConfig, n_features: int):
+def _scorer(cfg: AEConfig, n_features: int, mesh: Mesh, chunk: int):
     model = build_model(cfg, n_features)
 
     def one(params, x):
         recon = model.apply({"params": params}, x)
         return per_sample_loss(recon, x, cfg.loss), recon
 
-    @jax.jit
-    def score_all(params, x):
-        return jax.lax.map(lambda xi: one(params, xi), x, batch_size=cfg.score_batch)
+    def local(params, x):
+        return jax.lax.map(lambda xi: one(params, xi), x, batch_size=chunk)
 
-    return score_all
+    return shard_samples(local, mesh)
 
 
-def score(fitted: Fitted, x, *, key=None) -> dict[str, np.ndarray]:
+def score(fitted: Fitted, x, *, key=None, devices: int | None = None) -> dict[str, np.ndarray]:
     """Per-sample reconstruction error (higher = more anomalous) and the reconstructions,
-    computed in jitted chunks of ``score_batch`` samples."""
+    computed in jitted chunks of ``score_batch`` samples per device, the samples sharded over
+    the first ``devices`` devices (None: all)."""
     del key
     x = check_features(x, fitted.n_features)
-    errors, recon = _scorer(fitted.config, fitted.n_features)(fitted.params, x)
-    return {"score": np.asarray(errors), "reconstruction": np.asarray(recon)}
+    mesh = make_mesh(devices)
+    chunk = min(fitted.config.score_batch, local_rows(len(x), mesh))
+    scorer = _scorer(fitted.config, fitted.n_features, mesh, chunk)
+    errors, recon = map_samples(scorer, mesh, fitted.params, x)
+    return {"score": errors, "reconstruction": recon}
 
 
 DETECTOR = register(

@@ -35,8 +35,9 @@ class Detector:
       preset_for: data set name -> preset name used when none is given.
       input_range: ``'unit'`` (data in [0, 1]) or ``'symmetric'`` ([-1, 1], tanh generators).
       fit: ``(config, train_config, x_train, x_val, *, key, progress) -> Fitted``.
-      score: ``(fitted, x, *, key) -> dict`` with ``'score'`` (N,), higher = more anomalous,
-        and optionally ``'reconstruction'`` (N, D) and other per-sample parts.
+      score: ``(fitted, x, *, key, devices=None) -> dict`` with ``'score'`` (N,), higher = more
+        anomalous, and optionally ``'reconstruction'`` (N, D) and other per-sample parts; the
+        samples are sharded over ``devices`` devices (None: all).
       extra_plots: optional ``(fitted, plots_dir, image_shape, *, key) -> None`` for plots
         of the method's own (e.g. generated samples).
     """
@@ -152,6 +153,7 @@ def train_with_config(
         drop_remainder=train.drop_remainder,
         unroll=train.unroll,
         progress=progress,
+        devices=train.devices,
     )
 
 

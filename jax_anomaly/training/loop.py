@@ -12,7 +12,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 
+from jax_anomaly.sharding import constrain_rows, make_mesh, padded_size, replicate
 from jax_anomaly.training.progress import Progress
 
 # step(state, batch, mask, key) -> (state, metrics); mask is 1.0 for real rows, 0.0 for padding.
@@ -39,46 +41,63 @@ def steps_per_epoch(n: int, batch_size: int, drop_remainder: bool = False) -> in
 
 
 def epoch_batches(
-    key: jax.Array, n: int, batch_size: int, drop_remainder: bool = False
+    key: jax.Array, n: int, batch_size: int, drop_remainder: bool = False, multiple: int = 1
 ) -> tuple[jax.Array, jax.Array]:
     """Index rows of one epoch: a seeded permutation of ``range(n)`` cut into batches.
 
     Without ``drop_remainder`` the last batch is padded with index 0 and mask 0, so no
-    sample is dropped and every batch has the same shape (one compiled step).
+    sample is dropped and every batch has the same shape (one compiled step). With
+    ``multiple`` > 1 (the device count) every batch is padded the same way to a multiple of
+    it, so it splits evenly over devices; the masked loss is unchanged.
 
     Returns:
-      ``(idx, mask)``, both ``(steps, batch_size)``; idx int32, mask float32.
+      ``(idx, mask)``, both ``(steps, padded_size(batch_size, multiple))``; idx int32, mask float32.
     """
     steps = steps_per_epoch(n, batch_size, drop_remainder)
     perm = jax.random.permutation(key, n).astype(jnp.int32)
     total = steps * batch_size
-    mask = (jnp.arange(total) < n).astype(jnp.float32)
-    idx = jnp.zeros(total, jnp.int32).at[: min(n, total)].set(perm[:total])
-    return idx.reshape(steps, batch_size), mask.reshape(steps, batch_size)
+    mask = (jnp.arange(total) < n).astype(jnp.float32).reshape(steps, batch_size)
+    idx = jnp.zeros(total, jnp.int32).at[: min(n, total)].set(perm[:total]).reshape(steps, batch_size)
+    extra = padded_size(batch_size, multiple) - batch_size
+    if extra:
+        idx = jnp.pad(idx, ((0, 0), (0, extra)))
+        mask = jnp.pad(mask, ((0, 0), (0, extra)))
+    return idx, mask
 
 
 def make_epoch_fn(
-    step: Step, *, n: int, batch_size: int, drop_remainder: bool = False, unroll: int = 1
+    step: Step,
+    *,
+    n: int,
+    batch_size: int,
+    drop_remainder: bool = False,
+    unroll: int = 1,
+    mesh: Mesh | None = None,
 ) -> Callable:
     """Builds ``epoch(state, data, key) -> (state, metrics)``, one ``lax.scan`` over the steps.
 
     ``data`` is an array (or pytree of arrays) with ``n`` rows that stays on the device; each
     step gathers its batch by index. The per-step key is ``fold_in(key, step_index)``.
     Metrics are averaged over the epoch weighted by the number of real rows per batch.
+    With a ``mesh``, each batch (padded to a multiple of its size) is split over its
+    ``'data'`` axis and the compiler averages gradients across devices.
     The returned function is not jitted; ``fit`` compiles it once.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if steps_per_epoch(n, batch_size, drop_remainder) < 1:
         raise ValueError(f"batch_size {batch_size} with drop_remainder leaves no full batch of {n} samples")
+    multiple = 1 if mesh is None else mesh.devices.size
 
     def epoch(state, data, key):
         perm_key, step_key = jax.random.split(key)
-        idx, mask = epoch_batches(perm_key, n, batch_size, drop_remainder)
+        idx, mask = epoch_batches(perm_key, n, batch_size, drop_remainder, multiple)
 
         def body(state, inputs):
             i, rows, row_mask = inputs
             batch = jax.tree.map(lambda a: jnp.take(a, rows, axis=0), data)
+            if mesh is not None:
+                batch, row_mask = constrain_rows((batch, row_mask), mesh)
             return step(state, batch, row_mask, jax.random.fold_in(step_key, i))
 
         steps = jnp.arange(idx.shape[0])
@@ -115,6 +134,7 @@ def fit(
     drop_remainder: bool = False,
     unroll: int = 1,
     progress: bool | Progress = True,
+    devices: int | None = None,
 ) -> tuple[Any, FitResult]:
     """Trains for ``epochs`` epochs, each one compiled ``lax.scan`` over the data.
 
@@ -134,6 +154,8 @@ def fit(
       drop_remainder: drop the last partial batch instead of padding it with a mask.
       unroll: ``lax.scan`` unroll factor.
       progress: show a progress line (or pass a ``Progress``).
+      devices: train data-parallel over the first ``devices`` devices (None: all visible);
+        state and data are replicated, each batch is split over the devices.
 
     Returns:
       ``(state, FitResult)``.
@@ -150,7 +172,10 @@ def fit(
     if patience is not None and (patience < 1 or eval_fn is None):
         raise ValueError("early stopping needs patience >= 1 and validation data")
     batch_size = min(batch_size, n)
-    epoch_fn = make_epoch_fn(step, n=n, batch_size=batch_size, drop_remainder=drop_remainder, unroll=unroll)
+    mesh = make_mesh(devices)
+    epoch_fn = make_epoch_fn(
+        step, n=n, batch_size=batch_size, drop_remainder=drop_remainder, unroll=unroll, mesh=mesh
+    )
 
     def epoch_and_eval(state, data, val_data, key):
         state, metrics = epoch_fn(state, data, key)
@@ -158,8 +183,7 @@ def fit(
             metrics.update({f"val_{k}": v for k, v in eval_fn(state, val_data).items()})
         return state, metrics
 
-    data = jax.device_put(data)
-    val_data = jax.device_put(val_data) if val_data is not None else None
+    state, data, val_data = replicate((state, data, val_data), mesh)
     t0 = time.perf_counter()
     compiled = jax.jit(epoch_and_eval).lower(state, data, val_data, key).compile()
     compile_seconds = time.perf_counter() - t0

@@ -1,0 +1,111 @@
+"""Data parallelism over devices with ``jax.sharding``: one mesh axis ``'data'``.
+
+Training: parameters and optimiser state are replicated, each step's batch is sharded
+along ``'data'`` and the compiler averages the gradients (``jit`` with shardings; see
+``training.loop``). Scoring: samples are sharded along ``'data'`` and each device maps
+the per-sample function over its own rows in chunks (``shard_map`` + ``lax.map``), so the
+chunk size still bounds memory per device.
+
+One device is the 1-sized mesh: the same code path. Across hosts, call
+``jax.distributed.initialize()`` first (``--distributed`` in the CLI); every process then
+holds the whole (small) data set, which is replicated, and the mesh spans all devices.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+AXIS = "data"
+
+
+@functools.lru_cache(maxsize=8)
+def make_mesh(devices: int | None = None) -> Mesh:
+    """A 1-d mesh ``('data',)`` over the first ``devices`` visible devices (None: all).
+
+    Raises:
+      ValueError: ``devices`` < 1 or more than are visible.
+    """
+    available = jax.devices()
+    n = len(available) if devices is None else int(devices)
+    if not 1 <= n <= len(available):
+        raise ValueError(
+            f"devices must be between 1 and the {len(available)} visible device(s) "
+            f"({available[0].platform}), got {devices}"
+        )
+    return Mesh(np.asarray(available[:n]), (AXIS,))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P())
+
+
+def rows(mesh: Mesh) -> NamedSharding:
+    """Leading axis split over ``'data'``."""
+    return NamedSharding(mesh, P(AXIS))
+
+
+def replicate(tree, mesh: Mesh):
+    """Puts every array of ``tree`` on all devices of ``mesh``."""
+    return jax.device_put(tree, replicated(mesh))
+
+
+def padded_size(n: int, multiple: int) -> int:
+    """``n`` rounded up to a multiple of ``multiple``."""
+    return -(-n // multiple) * multiple
+
+
+def pad_rows(x: np.ndarray, multiple: int) -> np.ndarray:
+    """``x`` with copies of its first row appended until its length divides by ``multiple``
+    (the caller drops the extra outputs)."""
+    extra = padded_size(len(x), multiple) - len(x)
+    if extra == 0:
+        return x
+    return np.concatenate([x, np.repeat(x[:1], extra, axis=0)])
+
+
+def shard_samples(local_fn: Callable, mesh: Mesh) -> Callable:
+    """``fn(params, *xs) -> outputs`` over all samples, with ``xs`` (N, ...) sharded by rows
+    over ``mesh`` and ``local_fn(params, *local_xs)`` run on each device's rows; outputs are
+    per-sample arrays (N, ...) sharded the same way. Jitted; N must divide by the mesh size
+    (use ``map_samples`` for any N)."""
+
+    def fn(params, *xs):
+        return jax.shard_map(
+            local_fn,
+            mesh=mesh,
+            in_specs=(P(), *(P(AXIS) for _ in xs)),
+            out_specs=P(AXIS),
+            check_vma=False,
+        )(params, *xs)
+
+    return jax.jit(fn)
+
+
+def map_samples(fn: Callable, mesh: Mesh, params, *xs) -> dict:
+    """Runs a ``shard_samples`` function on any number of samples: pads the rows to a
+    multiple of the device count, shards them, and returns NumPy outputs for the real rows."""
+    n = len(xs[0])
+    d = mesh.devices.size
+    xs = tuple(jax.device_put(pad_rows(np.asarray(x), d), rows(mesh)) for x in xs)
+    out = fn(replicate(params, mesh), *xs)
+    if jax.process_count() > 1:  # rows live on other hosts too: gather them everywhere
+        from jax.experimental import multihost_utils
+
+        out = multihost_utils.process_allgather(out, tiled=True)
+    return jax.tree.map(lambda a: np.asarray(a)[:n], out)
+
+
+def local_rows(n: int, mesh: Mesh) -> int:
+    """Rows per device once ``n`` samples are padded and sharded over ``mesh``."""
+    return padded_size(n, mesh.devices.size) // mesh.devices.size
+
+
+def constrain_rows(tree, mesh: Mesh):
+    """Inside jit: asks the compiler to keep ``tree``'s leading axis split over ``'data'``."""
+    return jax.tree.map(lambda a: jax.lax.with_sharding_constraint(a, rows(mesh)), tree)

@@ -1,0 +1,70 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from jax_anomaly import sharding
+from jax_anomaly.training import epoch_batches
+
+
+@pytest.fixture(scope="module")
+def eight_devices():
+    """tests/multi_device_check.py run in a fresh process with 8 virtual CPU devices."""
+    script = Path(__file__).with_name("multi_device_check.py")
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_eight_virtual_devices_are_used(eight_devices):
+    assert eight_devices["devices"] == 8
+    assert eight_devices["all_reduces_8"] > 0  # gradients are combined across devices
+
+
+def test_training_on_eight_devices_equals_one(eight_devices):
+    assert eight_devices["ae_param_diff"] < 1e-5 * max(1.0, eight_devices["ae_param_scale"])
+    assert eight_devices["gan_param_diff"] < 1e-5
+    one, eight = eight_devices["ae_loss"]
+    assert eight == pytest.approx(one, rel=1e-6)
+
+
+def test_uneven_batch_loss_is_exact(eight_devices):
+    loss = eight_devices["uneven_loss"]  # 13 rows on 8 devices: padded to 16 with mask 0
+    assert loss["eight_devices"] == pytest.approx(loss["direct"], rel=1e-6)
+    assert loss["one_device"] == pytest.approx(loss["direct"], rel=1e-6)
+    assert eight_devices["uneven_param_diff"] < 1e-5
+
+
+def test_scores_on_eight_devices_equal_one(eight_devices):
+    assert eight_devices["ae_score_len"] == 101  # padding rows are dropped again
+    assert eight_devices["ae_score_diff"] < 1e-5
+    assert eight_devices["anogan_score_diff"] < 1e-5 * max(1.0, eight_devices["anogan_score_scale"])
+
+
+def test_batches_padded_to_a_multiple_of_the_device_count():
+    idx, mask = epoch_batches(jax.random.key(0), n=20, batch_size=6, multiple=4)
+    assert idx.shape == mask.shape == (4, 8)
+    assert float(mask.sum()) == 20  # every sample once, padding masked out
+    real = np.asarray(idx)[np.asarray(mask) == 1]
+    assert sorted(real.tolist()) == list(range(20))
+
+
+def test_bad_device_counts_raise():
+    with pytest.raises(ValueError, match="devices must be between 1 and"):
+        sharding.make_mesh(0)
+    with pytest.raises(ValueError, match="visible device"):
+        sharding.make_mesh(jax.device_count() + 1)
+
+
+def test_pad_rows():
+    x = np.arange(10.0).reshape(5, 2)
+    padded = sharding.pad_rows(x, 4)
+    assert padded.shape == (8, 2)
+    np.testing.assert_array_equal(padded[:5], x)
+    assert sharding.pad_rows(x, 5) is x
