@@ -193,14 +193,12 @@ def bench_anogan(
     of ``run_dir`` (a ``mnist_anogan`` run folder) when given.
     """
     import dataclasses
-    import json
     from pathlib import Path
 
-    from flax import serialization
     from sklearn.metrics import roc_auc_score
 
     from jax_anomaly.config import DataConfig, TrainConfig
-    from jax_anomaly.detectors import Fitted, anogan
+    from jax_anomaly.detectors import anogan
     from jax_anomaly.runner import RunConfig, prepare_data
 
     data = prepare_data(RunConfig(data=DataConfig("mnist", (0,), data_dir=data_dir)))
@@ -208,17 +206,12 @@ def bench_anogan(
     cfg = dataclasses.replace(anogan.PRESETS["mnist_tutorial"], search_steps=steps)
     result = {"benchmark": "anogan", "device": str(jax.devices()[0]), "search_steps": steps}
     peak = matmul_peak_gflops()
-    params = None
+    loaded = None
     if run_dir:
-        model = json.loads((Path(run_dir) / "metrics.json").read_text())["config"]["model"]
-        cfg = dataclasses.replace(
-            cfg, latent=model["latent"], g_hidden=tuple(model["g_hidden"]), d_hidden=tuple(model["d_hidden"])
-        )
-        template = anogan.init_state(cfg, TrainConfig(), x_test.shape[1], jax.random.key(0))
-        params = serialization.from_bytes(
-            {"generator": template.g.params, "discriminator": template.d.params},
-            (Path(run_dir) / "params.msgpack").read_bytes(),
-        )
+        from jax_anomaly.estimators import load
+
+        loaded = load(Path(run_dir) / "model").fitted_
+        cfg = dataclasses.replace(loaded.config, search_steps=steps)
         result["gan"] = f"loaded from {run_dir}; trained {gan_epochs} epochs here for timing only"
     train = TrainConfig(epochs=gan_epochs, batch_size=128)
     trained = anogan.fit(cfg, train, x_train, key=jax.random.key(0), progress=False)
@@ -228,7 +221,7 @@ def bench_anogan(
         gan_compile_seconds=trained.result.compile_seconds,
         gan_train_samples_per_second=len(x_train) / float(np.median(epoch_s[1:] or epoch_s)),
     )
-    fitted = Fitted("anogan", cfg, params, None, x_test.shape[1]) if run_dir else trained
+    fitted = dataclasses.replace(loaded, config=cfg) if loaded else trained
     flops = anogan_search_flops(cfg, x_test.shape[1])
     result["flops_per_sample_iteration"] = flops
     key = jax.random.key(1)

@@ -80,6 +80,17 @@ def _add_run_flags(p: argparse.ArgumentParser, *, defaults: dict) -> None:
     g.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: %(default)s)")
     g.add_argument("--patience", type=int, help="early stopping patience in epochs (validation loss)")
     g.add_argument("--drop-remainder", action="store_true", help="drop the last partial batch of each epoch")
+    g.add_argument(
+        "--checkpoint-every",
+        type=int,
+        help="write <out>/checkpoint.msgpack every N epochs (atomically; the last one survives a crash)",
+    )
+    g.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its checkpoint (same flags and seed): ends with the same "
+        "parameters as an uninterrupted run",
+    )
     g.add_argument("--seed", type=int, default=0, help="seed of every random choice (default: %(default)s)")
     g = p.add_argument_group("devices")
     g.add_argument(
@@ -231,6 +242,8 @@ def config_from_args(args: argparse.Namespace):
         if name not in fields or only_for.get(flag, args.detector) != args.detector:
             raise ValueError(f"{flag} does not apply to detector '{args.detector}'")
         model[name] = value
+    if args.resume and not args.out:
+        raise ValueError("--resume needs --out: the run folder of the run to continue")
     out = (
         args.out
         or f"runs/{args.detector}-{args.dataset.replace(':', '_').replace('/', '_')}-"
@@ -258,6 +271,8 @@ def config_from_args(args: argparse.Namespace):
             patience=args.patience,
             drop_remainder=args.drop_remainder,
             devices=args.devices,
+            checkpoint_every=args.checkpoint_every,
+            resume=args.resume,
         ),
         threshold=args.threshold,
         compare_thresholds=tuple(args.compare_threshold),

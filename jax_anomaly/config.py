@@ -18,6 +18,8 @@ class TrainConfig:
     ``b1=None`` takes the detector's own default (0.9 for autoencoders, 0.5 for GANs, whose
     MLP discriminator otherwise overpowers the generator and training collapses).
     ``devices``: train data-parallel over the first N devices (None: all visible).
+    ``checkpoint``: file written every ``checkpoint_every`` epochs (default 1; atomically);
+    ``resume`` continues from it. The runner sets the file inside the run folder.
     """
 
     epochs: int = 20
@@ -29,6 +31,9 @@ class TrainConfig:
     drop_remainder: bool = False
     unroll: int = 1
     devices: int | None = None
+    checkpoint: str | None = None
+    checkpoint_every: int | None = None
+    resume: bool = False
 
     def __post_init__(self):
         _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
@@ -41,6 +46,10 @@ class TrainConfig:
         _check(self.patience is None or self.patience >= 1, f"patience must be >= 1, got {self.patience}")
         _check(self.unroll >= 1, f"unroll must be >= 1, got {self.unroll}")
         _check(self.devices is None or self.devices >= 1, f"devices must be >= 1, got {self.devices}")
+        _check(
+            self.checkpoint_every is None or self.checkpoint_every >= 1,
+            f"checkpoint_every must be >= 1, got {self.checkpoint_every}",
+        )
 
 
 @dataclasses.dataclass(frozen=True)

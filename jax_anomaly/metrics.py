@@ -33,12 +33,15 @@ def evaluate(
     Returns:
       auroc, auprc, threshold, precision, recall, f1, accuracy, confusion_matrix
       (``[[tn, fp], [fn, tp]]``), normal_flagged/normal_total, anomalies_caught/anomalies_total,
+      false_positive_rate (normal samples flagged; None without normal samples),
       and ``per_class`` (count, fraction flagged, mean score) when ``classes`` is given.
     """
     labels = np.asarray(labels).astype(np.int64)
     scores = np.asarray(scores, np.float64)
     if labels.shape != scores.shape or labels.ndim != 1:
         raise ValueError(f"labels {labels.shape} and scores {scores.shape} must be equal 1-D shapes")
+    if not np.all(np.isfinite(scores)):
+        raise ValueError("scores contain NaN or inf values")
     pred = (scores > threshold).astype(np.int64)
     (tn, fp), (fn, tp) = skm.confusion_matrix(labels, pred, labels=[0, 1])
     out = ranking_metrics(labels, scores)
@@ -53,6 +56,7 @@ def evaluate(
         normal_total=int(tn + fp),
         anomalies_caught=int(tp),
         anomalies_total=int(fn + tp),
+        false_positive_rate=float(fp / (tn + fp)) if tn + fp else None,
     )
     if classes is not None:
         classes = np.asarray(classes)

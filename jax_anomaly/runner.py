@@ -20,6 +20,9 @@ from jax_anomaly import metrics as metrics_lib
 from jax_anomaly import thresholds
 from jax_anomaly.config import DataConfig, TrainConfig, matmul_precision, to_dict
 from jax_anomaly.data import OneClassData, load_dataset, one_class_split
+from jax_anomaly.estimators import FITTABLE_THRESHOLDS, estimator_for
+
+CHECKPOINT_FILE = "checkpoint.msgpack"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,7 +135,6 @@ def _run(cfg: RunConfig, data: OneClassData | None = None) -> dict:
                                 threshold="mean_std:3", out="runs/synthetic"))
         print(summary["metrics"]["auroc"])
     """
-    import jax
 
     from jax_anomaly.detectors import get_detector
 
@@ -157,34 +159,43 @@ def _run(cfg: RunConfig, data: OneClassData | None = None) -> dict:
         data = prepare_data(cfg)
     data_seconds = time.perf_counter() - t0
 
-    key = jax.random.key(cfg.seed)
-    fit_key, score_key = jax.random.split(key)
-    fitted = detector.fit(
-        model_cfg,
-        cfg.train,
-        detector.to_input(data.x_train),
-        detector.to_input(data.x_val),
-        key=fit_key,
+    if cfg.train.resume and not out:
+        raise ValueError("--resume needs the run folder (--out) of the run to continue")
+    main_spec = thresholds.parse_threshold(cfg.threshold)
+    est = estimator_for(
+        cfg.detector,
+        preset=cfg.preset,
+        model=cfg.model,
+        epochs=cfg.train.epochs,
+        batch_size=cfg.train.batch_size,
+        learning_rate=cfg.train.learning_rate,
+        b1=cfg.train.b1,
+        b2=cfg.train.b2,
+        patience=cfg.train.patience,
+        drop_remainder=cfg.train.drop_remainder,
+        # Rules on test scores are applied below; the estimator fits the default beside them.
+        threshold=cfg.threshold if main_spec.kind in FITTABLE_THRESHOLDS else thresholds.DEFAULT_THRESHOLD,
+        validation_fraction=0.0,  # the one-class split already held out x_val
+        dataset=cfg.data.dataset,
+        devices=cfg.train.devices,
+        precision=cfg.precision,
+        seed=cfg.seed,
+        checkpoint=str(out / CHECKPOINT_FILE)
+        if out and (cfg.train.checkpoint_every or cfg.train.resume)
+        else None,
+        checkpoint_every=cfg.train.checkpoint_every,
+        resume=cfg.train.resume,
         progress=cfg.progress,
     )
+    est.fit(data.x_train, validation_data=data.x_val if len(data.x_val) else None)
+    fitted = est.fitted_
 
     if cfg.progress:
-        print(
-            f"scoring {len(data.x_val)} validation and {len(data.x_test)} test samples ...",
-            file=sys.stderr,
-            flush=True,
-        )
+        print(f"scoring {len(data.x_test)} test samples ...", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
-    val_key, test_key = jax.random.split(score_key)
-    devices = cfg.train.devices
-    val_out = (
-        detector.score(fitted, detector.to_input(data.x_val), key=val_key, devices=devices)
-        if len(data.x_val)
-        else None
-    )
-    test_out = detector.score(fitted, detector.to_input(data.x_test), key=test_key, devices=devices)
-    score_seconds = time.perf_counter() - t0
-    val_scores = val_out["score"] if val_out is not None else None
+    test_out = est.score_details(data.x_test)
+    score_seconds = time.perf_counter() - t0 + est.validation_seconds_
+    val_scores = est.validation_scores_ if len(data.x_val) else None
     test_scores = test_out["score"]
 
     def threshold_of(spec):
@@ -192,7 +203,7 @@ def _run(cfg: RunConfig, data: OneClassData | None = None) -> dict:
             spec, val_scores=val_scores, test_scores=test_scores, test_labels=data.y_test
         )
 
-    threshold = threshold_of(cfg.threshold)
+    threshold = est.threshold_ if main_spec.kind in FITTABLE_THRESHOLDS else threshold_of(cfg.threshold)
     result = metrics_lib.evaluate(data.y_test, test_scores, threshold, classes=data.test_classes)
     compare = {}
     specs = list(cfg.compare_thresholds)
@@ -206,7 +217,13 @@ def _run(cfg: RunConfig, data: OneClassData | None = None) -> dict:
     history = fitted.result.history
     summary = {
         **base,
-        "threshold": {"spec": cfg.threshold, "value": threshold},
+        "threshold": {
+            "spec": cfg.threshold,
+            "value": threshold,
+            "from": "test scores"
+            if main_spec.kind not in FITTABLE_THRESHOLDS
+            else f"{est.threshold_source_} scores of normal samples",
+        },
         "metrics": result,
         "compare_thresholds": compare,
         "data": {
@@ -233,15 +250,14 @@ def _run(cfg: RunConfig, data: OneClassData | None = None) -> dict:
         },
     }
     if out:
-        _write_run_folder(out, cfg, data, fitted, test_out, summary)
+        _write_run_folder(out, cfg, data, est, test_out, summary)
     return summary
 
 
-def _write_run_folder(out: Path, cfg: RunConfig, data, fitted, test_out, summary) -> None:
-    from flax import serialization
-
+def _write_run_folder(out: Path, cfg: RunConfig, data, est, test_out, summary) -> None:
     from jax_anomaly.detectors import get_detector
 
+    fitted = est.fitted_
     scores, threshold = test_out["score"], summary["threshold"]["value"]
     tmp = out / "scores.csv.tmp"
     with open(tmp, "w", newline="") as f:
@@ -250,8 +266,7 @@ def _write_run_folder(out: Path, cfg: RunConfig, data, fitted, test_out, summary
         for i, (y, c, s) in enumerate(zip(data.y_test, data.test_classes, scores, strict=True)):
             w.writerow([i, int(y), int(c), f"{s:.8g}", int(s > threshold)])
     os.replace(tmp, out / "scores.csv")
-    (out / "params.msgpack.tmp").write_bytes(serialization.to_bytes(fitted.params))
-    os.replace(out / "params.msgpack.tmp", out / "params.msgpack")
+    est.save(out / "model", scaler=data.scaler)
     write_json(out / "history.json", fitted.result.history)
     if cfg.plots:
         from jax_anomaly import plotting
@@ -280,7 +295,7 @@ def _write_run_folder(out: Path, cfg: RunConfig, data, fitted, test_out, summary
                     for label in (0, 1)
                 ]
             ).astype(int)
-            recon = detector.from_input(test_out["reconstruction"][pick])
+            recon = test_out["reconstruction"][pick]
             plotting.plot_reconstructions(
                 plots / "reconstructions.png",
                 data.x_test[pick],
@@ -310,6 +325,12 @@ def format_summary(summary: dict) -> str:
         f"  confusion [[tn {tn}, fp {fp}], [fn {fn}, tp {tp}]]: "
         f"{fp}/{m['normal_total']} normal flagged, {tp}/{m['anomalies_total']} anomalies caught",
     ]
+    spec = thresholds.parse_threshold(summary["threshold"]["spec"])
+    if spec.kind == "fpr" and m.get("false_positive_rate") is not None:
+        lines.append(
+            f"  false-positive rate on the test normals {m['false_positive_rate']:.4f} "
+            f"(conformal guarantee: <= {spec.value:g} in expectation)"
+        )
     for label, c in summary["compare_thresholds"].items():
         lines.append(
             f"  vs {label}: threshold {c['threshold']:.6g}  P {c['precision']:.4f}  "

@@ -2,7 +2,8 @@
 
 Specs (``--threshold``): ``percentile:Q`` of validation-normal scores (default 95),
 ``mean_std:K`` (mean + K std of validation-normal scores), ``contamination:C`` (flag a
-fraction C of validation normals), ``test_percentile:Q`` (the classic tutorials' rule: a
+fraction C of validation normals), ``fpr:A`` (split-conformal: at most a fraction A of
+exchangeable normal samples is flagged, in expectation), ``test_percentile:Q`` (the classic tutorials' rule: a
 percentile of the test scores themselves, transductive) and ``best_f1`` (the F1-optimal
 threshold on the test labels: an oracle, for reference only, never a real choice).
 A sample is flagged anomalous when ``score > threshold``.
@@ -19,6 +20,7 @@ _KINDS = {
     "percentile": 95.0,
     "mean_std": 3.0,
     "contamination": 0.05,
+    "fpr": 0.05,
     "test_percentile": 95.0,
     "best_f1": None,
 }
@@ -55,7 +57,7 @@ def parse_threshold(spec: str | ThresholdSpec) -> ThresholdSpec:
     if kind not in _KINDS:
         raise ValueError(
             f"unknown threshold '{spec}'; expected percentile:Q, mean_std:K, contamination:C, "
-            "test_percentile:Q or best_f1"
+            "fpr:A, test_percentile:Q or best_f1"
         )
     if kind == "best_f1":
         if raw:
@@ -67,11 +69,43 @@ def parse_threshold(spec: str | ThresholdSpec) -> ThresholdSpec:
         raise ValueError(f"threshold '{spec}': '{raw}' is not a number") from None
     if kind in ("percentile", "test_percentile") and not 0 < value < 100:
         raise ValueError(f"threshold '{spec}': percentile must be in (0, 100)")
-    if kind == "contamination" and not 0 < value < 1:
-        raise ValueError(f"threshold '{spec}': contamination must be in (0, 1)")
+    if kind in ("contamination", "fpr") and not 0 < value < 1:
+        raise ValueError(f"threshold '{spec}': {kind} must be in (0, 1)")
     if kind == "mean_std" and not np.isfinite(value):
         raise ValueError(f"threshold '{spec}': K must be finite")
     return ThresholdSpec(kind, value)
+
+
+def conformal_threshold(calibration_scores: np.ndarray, alpha: float) -> float:
+    """Split-conformal threshold with a false-positive-rate guarantee.
+
+    With ``n`` held-out normal scores, the threshold is the ``k``-th smallest of them,
+    ``k = ceil((n + 1)(1 - alpha))``. For a new normal sample exchangeable with them,
+    ``P(score > threshold) <= 1 - k / (n + 1) <= alpha``. Flagging ``score > threshold`` is
+    the same as flagging a conformal p-value (``conformal_pvalues``) ``<= alpha``.
+    Needs ``n >= 1 / alpha - 1`` scores; with fewer no finite threshold keeps the guarantee,
+    so the threshold is ``inf`` (nothing flagged) and a warning says so.
+    """
+    s = np.sort(np.asarray(calibration_scores, np.float64))
+    n = len(s)
+    k = int(np.ceil((n + 1) * (1 - alpha) - 1e-9))
+    if k > n:
+        import warnings
+
+        warnings.warn(
+            f"fpr:{alpha:g} needs at least {int(np.ceil(1 / alpha - 1))} held-out normal scores, got {n}; "
+            "the threshold is inf (nothing is flagged)",
+            stacklevel=2,
+        )
+        return float("inf")
+    return float(s[k - 1])
+
+
+def conformal_pvalues(calibration_scores: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Conformal p-values ``(1 + #{calibration >= score}) / (n + 1)``: small = anomalous."""
+    cal = np.sort(np.asarray(calibration_scores, np.float64))
+    at_least = len(cal) - np.searchsorted(cal, np.asarray(scores, np.float64), side="left")
+    return (1.0 + at_least) / (len(cal) + 1.0)
 
 
 def best_f1_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -121,6 +155,8 @@ def select_threshold(
     if spec.kind == "mean_std":
         v = need(val_scores, "validation scores")
         return float(v.mean() + spec.value * v.std())
+    if spec.kind == "fpr":
+        return conformal_threshold(need(val_scores, "validation scores"), spec.value)
     if spec.kind == "contamination":
         return float(np.percentile(need(val_scores, "validation scores"), 100 * (1 - spec.value)))
     if spec.kind == "test_percentile":

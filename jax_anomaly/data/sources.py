@@ -221,6 +221,13 @@ def load_tabular_file(spec: str, *, label_column: str, test_fraction: float, see
         raise ValueError(f"{path}: need X of shape (N, D) and y of shape (N,); got {x.shape}, {y.shape}")
     if not np.issubdtype(x.dtype, np.number):
         raise ValueError(f"{path}: X must be numeric, got dtype {x.dtype}")
+    if not np.all(np.isfinite(x)):
+        rows, cols = np.nonzero(~np.isfinite(x))
+        raise ValueError(
+            f"{path}: X contains NaN or inf ({len(rows)} values; first at row {rows[0]}, column {cols[0]})"
+        )
+    if not np.all(np.isfinite(y)):
+        raise ValueError(f"{path}: labels contain NaN or inf")
     labels = set(np.unique(y).tolist())
     if not labels <= {0, 1}:
         raise ValueError(f"{path}: labels must be 0 (normal) or 1 (anomaly); found {sorted(labels)}")

@@ -195,7 +195,7 @@ def fit(cfg: AnoGANConfig, train: TrainConfig, x_train, x_val=None, *, key, prog
         progress=progress,
     )
     params = {"generator": state.g.params, "discriminator": state.d.params}
-    return Fitted("anogan", cfg, params, result, x_train.shape[1])
+    return Fitted("anogan", cfg, params, result, x_train.shape[1], state=state)
 
 
 def search_loss(cfg: AnoGANConfig, models: GANModels, g_params, d_params, x, real_features=None):
@@ -349,5 +349,6 @@ DETECTOR = register(
         fit=fit,
         score=score,
         extra_plots=plot_samples,
+        init_state=init_state,
     )
 )

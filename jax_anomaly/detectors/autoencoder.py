@@ -140,7 +140,7 @@ def fit(cfg: AEConfig, train: TrainConfig, x_train, x_val=None, *, key, progress
         val_data=x_val if has_val else None,
         progress=progress,
     )
-    return Fitted("ae", cfg, state.params, result, x_train.shape[1])
+    return Fitted("ae", cfg, state.params, result, x_train.shape[1], state=state)
 
 
 @functools.lru_cache(maxsize=32)
@@ -180,5 +180,6 @@ DETECTOR = register(
         input_range="unit",
         fit=fit,
         score=score,
+        init_state=init_state,
     )
 )

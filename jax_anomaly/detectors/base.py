@@ -14,13 +14,15 @@ from jax_anomaly.training import FitResult
 
 @dataclasses.dataclass(frozen=True)
 class Fitted:
-    """A trained detector: its config, parameters (pytree) and training record."""
+    """A trained detector: its config, parameters (pytree), training record, and the final
+    train state (parameters with optimiser state; None when loaded without one)."""
 
     detector: str
     config: Any
     params: Any
-    result: FitResult
+    result: FitResult | None
     n_features: int
+    state: Any = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +42,8 @@ class Detector:
         samples are sharded over ``devices`` devices (None: all).
       extra_plots: optional ``(fitted, plots_dir, image_shape, *, key) -> None`` for plots
         of the method's own (e.g. generated samples).
+      init_state: optional ``(config, train_config, n_features, key) -> train state``; lets a
+        saved model's optimiser state be restored into its typed structure.
     """
 
     name: str
@@ -51,6 +55,7 @@ class Detector:
     fit: Callable[..., Fitted]
     score: Callable[..., dict[str, np.ndarray]]
     extra_plots: Callable[..., None] | None = None
+    init_state: Callable[..., Any] | None = None
 
     def to_input(self, x: np.ndarray) -> np.ndarray:
         """Data in [0, 1] -> the detector's input range."""
@@ -154,6 +159,9 @@ def train_with_config(
         unroll=train.unroll,
         progress=progress,
         devices=train.devices,
+        checkpoint=train.checkpoint,
+        checkpoint_every=train.checkpoint_every or 1,
+        resume=train.resume,
     )
 
 

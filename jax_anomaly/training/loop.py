@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -14,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
+from jax_anomaly import persistence
 from jax_anomaly.sharding import constrain_rows, make_mesh, padded_size, replicate
 from jax_anomaly.training.progress import Progress
 
@@ -135,6 +137,9 @@ def fit(
     unroll: int = 1,
     progress: bool | Progress = True,
     devices: int | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int = 1,
+    resume: bool = False,
 ) -> tuple[Any, FitResult]:
     """Trains for ``epochs`` epochs, each one compiled ``lax.scan`` over the data.
 
@@ -156,13 +161,19 @@ def fit(
       progress: show a progress line (or pass a ``Progress``).
       devices: train data-parallel over the first ``devices`` devices (None: all visible);
         state and data are replicated, each batch is split over the devices.
+      checkpoint: file to write a checkpoint to every ``checkpoint_every`` epochs and at the
+        end (atomically: a crash mid-write keeps the previous one). Training diverging
+        leaves the last good checkpoint in place.
+      resume: continue from ``checkpoint`` (same data and settings): the result equals an
+        uninterrupted run with the same key, bit for bit on the same machine.
 
     Returns:
       ``(state, FitResult)``.
 
     Raises:
       TrainingDivergedError: a NaN/inf metric; names the epoch and keeps the last good state.
-      ValueError: bad arguments.
+      ValueError: bad arguments; with ``resume``, a missing or corrupt checkpoint or one
+        written for other data or settings.
     """
     n = len(jax.tree.leaves(data)[0])
     if epochs < 1:
@@ -171,6 +182,10 @@ def fit(
         raise ValueError("no training data")
     if patience is not None and (patience < 1 or eval_fn is None):
         raise ValueError("early stopping needs patience >= 1 and validation data")
+    if checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
+    if resume and checkpoint is None:
+        raise ValueError("resume needs a checkpoint file")
     batch_size = min(batch_size, n)
     mesh = make_mesh(devices)
     epoch_fn = make_epoch_fn(
@@ -183,16 +198,55 @@ def fit(
             metrics.update({f"val_{k}": v for k, v in eval_fn(state, val_data).items()})
         return state, metrics
 
+    # What a checkpoint must match to be resumed (the key's data included: same seed).
+    settings = {
+        "n": n,
+        "batch_size": batch_size,
+        "drop_remainder": drop_remainder,
+        "patience": patience,
+        "monitor": monitor,
+        "key": np.asarray(
+            jax.random.key_data(key) if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) else key
+        ).tolist(),
+    }
+    history: list[dict] = []
+    best_value, best_epoch, best_state, stopped_early, start = np.inf, 0, state, False, 1
+    if resume:
+        state, saved_best, meta = persistence.load_checkpoint(checkpoint, state)
+        changed = sorted(k for k, v in settings.items() if meta.get("settings", {}).get(k) != v)
+        if changed:
+            raise ValueError(
+                f"checkpoint {checkpoint} was written with other data or settings ({', '.join(changed)}); "
+                "resume with the same command and seed, or start without resume"
+            )
+        history, best_epoch, stopped_early = meta["history"], meta["best_epoch"], meta["stopped_early"]
+        best_value = np.inf if meta["best_value"] is None else meta["best_value"]
+        best_state = saved_best if saved_best is not None else state
+        start = meta["epoch"] + 1
     state, data, val_data = replicate((state, data, val_data), mesh)
     t0 = time.perf_counter()
     compiled = jax.jit(epoch_and_eval).lower(state, data, val_data, key).compile()
     compile_seconds = time.perf_counter() - t0
 
+    def save(epoch):
+        meta = {
+            "epoch": epoch,
+            "epochs": epochs,
+            "settings": settings,
+            "history": history,
+            "best_value": None if not np.isfinite(best_value) else float(best_value),
+            "best_epoch": best_epoch,
+            "stopped_early": stopped_early,
+        }
+        persistence.save_checkpoint(
+            checkpoint, state=state, meta=meta, best_state=best_state if patience is not None else None
+        )
+
     bar = progress if isinstance(progress, Progress) else Progress(epochs, "train", enabled=progress)
-    history: list[dict] = []
-    best_value, best_epoch, best_state, stopped_early = np.inf, 0, state, False
     train_seconds = 0.0
-    for epoch in range(1, epochs + 1):
+    for epoch in range(start, epochs + 1):
+        if stopped_early:
+            break
         t0 = time.perf_counter()
         new_state, metrics = compiled(state, data, val_data, jax.random.fold_in(key, epoch))
         metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
@@ -201,9 +255,10 @@ def fit(
         bad = [k for k, v in metrics.items() if not math.isfinite(v)]
         if bad:
             bar.close()
+            kept = f"; the last checkpoint ({checkpoint}) is kept" if checkpoint else ""
             raise TrainingDivergedError(
                 f"training diverged at epoch {epoch}: {', '.join(bad)} is NaN/inf "
-                f"(try a lower learning rate); the last good state is from epoch {epoch - 1}",
+                f"(try a lower learning rate); the last good state is from epoch {epoch - 1}{kept}",
                 last_good_state=state,
                 history=history,
             )
@@ -215,7 +270,8 @@ def fit(
             best_value, best_epoch, best_state = value, epoch, state
         elif patience is not None and epoch - best_epoch >= patience:
             stopped_early = True
-            break
+        if checkpoint is not None and (epoch % checkpoint_every == 0 or epoch == epochs or stopped_early):
+            save(epoch)
     bar.close()
     if patience is not None:
         state = best_state
