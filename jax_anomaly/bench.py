@@ -161,7 +161,7 @@ def _time_search(cfg, fitted, x, key, repeats: int) -> dict:
     from jax_anomaly.detectors import anogan
 
     search = anogan.search_for(cfg, fitted.n_features, len(x))
-    z0 = anogan.initial_latents(cfg, len(x), key)
+    z0 = anogan.initial_latents(cfg, x, key)
     x = jax.device_put(x)
     t0 = time.perf_counter()
     compiled = search.lower(fitted.params, x, z0).compile()
@@ -351,7 +351,7 @@ def bench_scaling(
     gan = Fitted(
         "anogan", gan_cfg, {"generator": gan_state.g.params, "discriminator": gan_state.d.params}, None, 784
     )
-    z0 = anogan.initial_latents(gan_cfg, n_score, jax.random.key(1))
+    z0 = anogan.initial_latents(gan_cfg, x_score, jax.random.key(1))
     counts = [c for c in device_counts if c <= jax.device_count()]
     result = {
         "benchmark": "scaling",

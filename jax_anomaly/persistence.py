@@ -66,10 +66,21 @@ def from_bytes(data: bytes, *, what: str):
 
 def restore_into(template, state_dict, *, what: str):
     """``state_dict`` put back into the structure of ``template`` (a train state)."""
+    import jax
+
     try:
-        return serialization.from_state_dict(template, state_dict)
+        restored = serialization.from_state_dict(template, state_dict)
     except (ValueError, KeyError, TypeError) as e:
         raise ValueError(f"{what} does not match this model's structure: {e}") from None
+    for (path, want), got in zip(
+        jax.tree_util.tree_leaves_with_path(template), jax.tree.leaves(restored), strict=False
+    ):
+        if np.shape(want) != np.shape(got):
+            raise ValueError(
+                f"{what} does not match this model's structure: {jax.tree_util.keystr(path)} has "
+                f"shape {np.shape(got)}, the model expects {np.shape(want)}"
+            )
+    return restored
 
 
 def _read(path: Path, what: str) -> bytes:

@@ -31,3 +31,19 @@ def digits():
 @pytest.fixture(scope="session")
 def fast_train():
     return TrainConfig(epochs=30, batch_size=32)
+
+
+@pytest.fixture(scope="session")
+def synthetic_ae_estimator():
+    """An AutoEncoder fitted on MinMax-scaled N(0, I) normals (20-d), and its scaler."""
+    import numpy as np
+    from sklearn.preprocessing import MinMaxScaler
+
+    from jax_anomaly import AutoEncoder
+
+    x = np.random.default_rng(1).normal(size=(1000, 20))
+    scaler = MinMaxScaler().fit(x)
+    est = AutoEncoder(preset="synthetic", epochs=20, batch_size=32).fit(
+        scaler.transform(x).astype(np.float32)
+    )
+    return est, scaler

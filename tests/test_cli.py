@@ -83,6 +83,8 @@ def test_run_synthetic_mean_std(tmp_path):
         (["run", "--latent", "0"], "layer sizes"),
         (["run", "--devices", "0"], "devices must be >= 1"),
         (["run", "--devices", "4096"], "visible device"),
+        (["run", "--resume"], "no checkpoint at"),
+        (["run", "--threshold", "fpr:1.5"], "fpr must be in (0, 1)"),
     ],
 )
 def test_bad_input_one_line_exit_2(tmp_path, capsys, argv, message):
@@ -91,9 +93,10 @@ def test_bad_input_one_line_exit_2(tmp_path, capsys, argv, message):
     assert message in err and err.startswith("jax-anomaly: error:") and len(err.splitlines()) == 1
 
 
-def test_bad_flag_exits_2(capsys):
+@pytest.mark.parametrize("argv", [["--detector", "svm"], ["--precision", "fp8"], ["--devices", "two"]])
+def test_bad_flag_exits_2(capsys, argv):
     with pytest.raises(SystemExit) as e:
-        main(["run", "--detector", "svm"])
+        main(["run", *argv])
     assert e.value.code == 2
 
 
@@ -104,3 +107,49 @@ def test_bad_flag_exits_2(capsys):
 def test_patience_without_validation_loss_is_an_error(tmp_path, capsys, argv):
     assert main(["run", *argv, "--epochs", "2", "--out", str(tmp_path), "--quiet"]) == 2
     assert "early stopping (patience) needs a validation loss" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"a,b,label\n1,nan,0\n2,3,1\n", "X contains NaN or inf"),
+        (b"a,b,label\n1,x,0\n", "non-numeric value 'x' in column 'b'"),
+        (b"a,b,cls\n1,2,0\n", "label column 'label' not in header"),
+        (b"a,b,label\n\xff\xfe,1,0\n", "cannot read csv file"),
+    ],
+)
+def test_bad_csv_one_line_exit_2(tmp_path, capsys, content, message):
+    path = tmp_path / "d.csv"
+    path.write_bytes(content)
+    assert main(["run", "--dataset", f"csv:{path}", "--out", str(tmp_path / "x"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_corrupt_idx_file_is_a_clear_error(tmp_path, capsys):
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    for name in (
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ):
+        (folder / f"{name}.gz").write_bytes(b"\x1f\x8b truncated gzip")
+    argv = ["run", "--dataset", "mnist", "--data-dir", str(tmp_path), "--out", str(tmp_path / "x"), "--quiet"]
+    assert main(argv) == 2
+    assert "cannot read IDX file" in capsys.readouterr().err
+
+
+def test_no_anomalies_in_the_test_split_is_reported_not_a_crash(tmp_path, capsys):
+    from jax_anomaly import DataConfig, RunConfig, TrainConfig, run
+
+    cfg = RunConfig(
+        data=DataConfig("synthetic", synthetic={"n_anomalies": 0}),
+        train=TrainConfig(epochs=2, batch_size=64),
+        out=str(tmp_path),
+        progress=False,
+    )
+    summary = run(cfg)
+    assert summary["metrics"]["auroc"] is None and "only normal samples" in summary["metrics"]["note"]
+    assert (tmp_path / "metrics.json").is_file()

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
+from jax_anomaly import thresholds
 from jax_anomaly.thresholds import best_f1_threshold, parse_threshold, select_threshold
 
 rng = np.random.default_rng(0)
@@ -64,3 +65,34 @@ def test_missing_scores():
         select_threshold("percentile:95", test_scores=TEST)
     with pytest.raises(ValueError, match="needs test labels"):
         select_threshold("best_f1", test_scores=TEST)
+
+
+def test_conformal_threshold_is_an_order_statistic_and_matches_pvalues():
+    cal = np.arange(1.0, 20.0)  # n = 19: k = ceil(20 * 0.9) = 18
+    assert thresholds.conformal_threshold(cal, 0.1) == 18.0
+    scores = np.array([0.5, 17.9, 18.0, 18.1, 25.0])
+    flagged = scores > thresholds.conformal_threshold(cal, 0.1)
+    np.testing.assert_array_equal(flagged, thresholds.conformal_pvalues(cal, scores) <= 0.1)
+    assert thresholds.select_threshold("fpr:0.1", val_scores=cal) == 18.0
+
+
+def test_conformal_threshold_with_too_few_scores_flags_nothing():
+    with pytest.warns(UserWarning, match="needs at least 19"):
+        assert thresholds.conformal_threshold(np.ones(5), 0.05) == np.inf
+
+
+def test_conformal_fpr_guarantee_over_many_seeds(synthetic_ae_estimator):
+    """Fresh N(0, I) normal data through a fitted detector: over 200 seeds the rate of test
+    normals flagged by fpr:0.1 stays at most 0.1 (and is not far below: 1/(n+1) of slack)."""
+    est, scaler = synthetic_ae_estimator
+    alpha, n_cal, n_test, seeds = 0.1, 49, 400, 200
+    rng = np.random.default_rng(0)
+    x = scaler.transform(rng.normal(size=(seeds * (n_cal + n_test), 20))).astype(np.float32)
+    scores = est.decision_function(x).reshape(seeds, n_cal + n_test)
+    fprs = []
+    for row in scores:
+        t = thresholds.conformal_threshold(row[:n_cal], alpha)
+        fprs.append(np.mean(row[n_cal:] > t))
+    mean, se = np.mean(fprs), np.std(fprs) / np.sqrt(seeds)
+    assert mean <= alpha + 3 * se
+    assert mean >= alpha - 1 / (n_cal + 1) - 3 * se

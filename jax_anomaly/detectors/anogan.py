@@ -19,7 +19,15 @@ from flax.training import train_state
 from jax.sharding import Mesh
 
 from jax_anomaly.config import TrainConfig
-from jax_anomaly.detectors.base import Detector, Fitted, adam, check_features, register, train_with_config
+from jax_anomaly.detectors.base import (
+    Detector,
+    Fitted,
+    adam,
+    check_features,
+    register,
+    sample_keys,
+    train_with_config,
+)
 from jax_anomaly.models import Discriminator, Generator
 from jax_anomaly.sharding import local_rows, make_mesh, map_samples, shard_samples
 from jax_anomaly.training import masked_mean
@@ -292,10 +300,13 @@ def search_for(cfg: AnoGANConfig, n_features: int, n: int, mesh: Mesh | None = N
     return make_search(cfg, n_features, min(cfg.score_batch or auto_score_batch(local_n), local_n), mesh)
 
 
-def initial_latents(cfg: AnoGANConfig, n: int, key: jax.Array) -> jax.Array:
-    """z0 ~ N(0, I): ``(n, latent)``, or ``(n, search_init, latent)`` candidates per sample."""
-    shape = (n, cfg.latent) if cfg.search_init == 1 else (n, cfg.search_init, cfg.latent)
-    return jax.random.normal(key, shape)
+def initial_latents(cfg: AnoGANConfig, x: np.ndarray, key: jax.Array) -> jax.Array:
+    """z0 ~ N(0, I) per sample of ``x``: ``(n, latent)``, or ``(n, search_init, latent)``
+    candidates. Each sample's draw comes from ``key`` folded with a hash of the sample's own
+    values (``sample_keys``), so a score depends on the sample alone, not on its position or
+    the other samples in the call (which the conformal threshold's exchangeability needs)."""
+    shape = (cfg.latent,) if cfg.search_init == 1 else (cfg.search_init, cfg.latent)
+    return jax.vmap(lambda k: jax.random.normal(k, shape))(sample_keys(key, x))
 
 
 def score(fitted: Fitted, x, *, key, devices: int | None = None) -> dict[str, np.ndarray]:
@@ -318,7 +329,7 @@ def score(fitted: Fitted, x, *, key, devices: int | None = None) -> dict[str, np
     x = check_features(x, fitted.n_features)
     mesh = make_mesh(devices)
     search = search_for(cfg, fitted.n_features, len(x), mesh)
-    return map_samples(search, mesh, fitted.params, x, initial_latents(cfg, len(x), key))
+    return map_samples(search, mesh, fitted.params, x, initial_latents(cfg, x, key))
 
 
 def generate(fitted: Fitted, n: int, *, key) -> np.ndarray:

@@ -117,6 +117,23 @@ def check_features(x, n_features: int | None = None, what: str = "x") -> np.ndar
     return x.astype(np.float32)
 
 
+def sample_keys(key, x: np.ndarray):
+    """One PRNG key per row of ``x``: ``key`` folded with a 32-bit hash of the row's bytes.
+
+    Random draws made with these keys (AnoGAN's initial latents, Monte-Carlo samples) make a
+    sample's score a function of the sample alone: the same row gets the same draw in any
+    batch, at any position.
+    """
+    import jax
+
+    rows = (
+        np.ascontiguousarray(np.asarray(x, np.float32)).reshape(len(x), -1).view(np.uint32).astype(np.uint64)
+    )
+    weights = np.random.default_rng(0x5EED).integers(1, 2**32, size=rows.shape[1], dtype=np.uint64) | 1
+    hashes = ((rows * weights) % 2**32).sum(axis=1) % 2**32  # no overflow: < 2**64 per term
+    return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, hashes.astype(np.uint32))
+
+
 def train_with_config(
     name: str,
     init_state: Callable,
