@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# The GPU checks and benchmarks in one go (one lease of an accelerator machine):
-# device facts, the test suite on the GPU, the AnoGAN benchmark with a matmul-precision
-# comparison, and the AE benchmark. Figures go to $1 (default results/gpu).
+# The GPU checks and benchmarks in one go (one lease of an accelerator machine): device
+# facts, the test suite on the GPU, the AnoGAN benchmark with a matmul-precision comparison,
+# the AE and scaling benchmarks, and models saved there for experiments/portable_model.py
+# check on a CPU machine. Everything lands in $1 (default results/gpu) and $1/all.tar.gz.
 #   JAX_ANOMALY_DATA=<root with mnist/ and fashion-mnist/> bash experiments/bench_gpu.sh OUT
 set -uo pipefail
 out=${1:-results/gpu}
-mkdir -p "$out"
+work=$(mktemp -d)
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 py=${PYTHON:-python3}
-nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$out/device.txt"
-$py -c "import jax, flax, optax; print('jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, jax.devices())" | tee -a "$out/device.txt"
-timeout 240 $py -m pytest -q -x -p no:cacheprovider tests 2>&1 | tail -5 | tee "$out/tests.txt"
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$work/device.txt"
+$py -c "import jax, flax, optax; print('jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, jax.devices())" | tee -a "$work/device.txt"
+timeout 300 $py -m pytest -q -p no:cacheprovider tests 2>&1 | tail -15 | tee "$work/tests.txt"
+$py experiments/portable_model.py save "$work/portable" 2>&1 | tail -3
 $py -m jax_anomaly.cli bench anogan --sizes 1000,10000,100000 --precisions float32,tf32,bf16 \
-  --out "$out/bench_anogan.json" 2>&1 | grep -v "^train" | tee "$out/bench_anogan.log"
-$py -m jax_anomaly.cli bench ae --out "$out/bench_ae.json" 2>&1 | grep -v "^train" | tee "$out/bench_ae.log"
+  --out "$work/bench_anogan.json" 2>&1 | grep -v "^ *train" | tee "$work/bench_anogan.log"
+$py -m jax_anomaly.cli bench ae --out "$work/bench_ae.json" 2>&1 | grep -v "^ *train " | tee "$work/bench_ae.log"
+$py -m jax_anomaly.cli bench scaling --out "$work/bench_scaling.json" 2>&1 | tee "$work/bench_scaling.log"
+mkdir -p "$out" && tar -czf "$out/all.tar.gz" -C "$work" .
