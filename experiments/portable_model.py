@@ -39,10 +39,11 @@ def main(argv):
             saved = np.load(folder / f"{name}_scores.npy")
             scores = est.decision_function(data.x_test)
             rel = np.abs(scores - saved) / np.maximum(np.abs(saved), 1e-12)
+            same = np.array_equal(scores > est.threshold_, saved > est.threshold_)
             report[name] = {
                 "saved_on": est.manifest_["saved_with"]["devices"],
                 "max_rel_diff": float(rel.max()),
-                "identical_predictions": bool(np.array_equal(scores > est.threshold_, saved > est.threshold_)),
+                "identical_predictions": bool(same),
             }
     print(json.dumps(report, indent=2))
 
