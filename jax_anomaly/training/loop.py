@@ -270,7 +270,8 @@ def fit(
             best_value, best_epoch, best_state = value, epoch, state
         elif patience is not None and epoch - best_epoch >= patience:
             stopped_early = True
-        if checkpoint is not None and (epoch % checkpoint_every == 0 or epoch == epochs or stopped_early):
+        due = epoch % checkpoint_every == 0 or epoch == epochs or stopped_early
+        if checkpoint is not None and due and jax.process_index() == 0:  # one writer across hosts
             save(epoch)
     bar.close()
     if patience is not None:
