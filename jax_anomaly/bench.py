@@ -192,7 +192,6 @@ def bench_anogan(
     A GAN is trained for ``gan_epochs`` epochs here (timed); the search uses it, or the GAN
     of ``run_dir`` (a ``mnist_anogan`` run folder) when given.
     """
-    import dataclasses
     from pathlib import Path
 
     from sklearn.metrics import roc_auc_score
@@ -291,8 +290,6 @@ def anogan_precision(fitted, x, y, cfg, precisions: Sequence[str]) -> list[dict]
 def anogan_tradeoff(fitted, x, y, base_cfg, step_counts=(10, 25, 50, 100, 200, 500)) -> list[dict]:
     """AUROC and seconds of the search against its length, for the tutorial's constant step
     size and for a cosine schedule with a larger first step and best-of-16 initial latents."""
-    import dataclasses
-
     from sklearn.metrics import roc_auc_score
 
     variants = {

@@ -33,6 +33,21 @@ from jax_anomaly.config import TrainConfig, matmul_precision, to_dict
 
 # Threshold rules that use the test data itself cannot be fitted; the runner reports them.
 FITTABLE_THRESHOLDS = ("percentile", "mean_std", "contamination", "fpr")
+# The estimator parameters that are ``TrainConfig`` fields of the same name.
+TRAIN_PARAMS = (
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "b1",
+    "b2",
+    "patience",
+    "drop_remainder",
+    "unroll",
+    "devices",
+    "checkpoint",
+    "checkpoint_every",
+    "resume",
+)
 
 
 class AnomalyDetector(BaseEstimator):
@@ -42,8 +57,8 @@ class AnomalyDetector(BaseEstimator):
       detector: registry name (``ae``, ``anogan``, ...); the subclasses fix it.
       preset: the detector's preset (None: its default for ``dataset``).
       model: overrides of the detector config, e.g. ``{"hidden": (64,), "latent": 8}``.
-      epochs, batch_size, learning_rate, b1, b2, patience, drop_remainder: training
-        (``TrainConfig``).
+      epochs, batch_size, learning_rate, b1, b2, patience, drop_remainder, unroll: training
+        (``TrainConfig``; ``TRAIN_PARAMS`` lists the fields taken from it).
       threshold: threshold rule on held-out normal scores: ``percentile:Q``, ``mean_std:K``,
         ``contamination:C`` or ``fpr:A`` (conformal, false-positive rate <= A).
       contamination: if set, overrides ``threshold`` with ``contamination:C``.
@@ -74,6 +89,7 @@ class AnomalyDetector(BaseEstimator):
         b2: float = 0.999,
         patience: int | None = None,
         drop_remainder: bool = False,
+        unroll: int = 1,
         threshold: str = thresholds.DEFAULT_THRESHOLD,
         contamination: float | None = None,
         validation_fraction: float = 0.1,
@@ -97,6 +113,7 @@ class AnomalyDetector(BaseEstimator):
         self.b2 = b2
         self.patience = patience
         self.drop_remainder = drop_remainder
+        self.unroll = unroll
         self.threshold = threshold
         self.contamination = contamination
         self.validation_fraction = validation_fraction
@@ -138,19 +155,7 @@ class AnomalyDetector(BaseEstimator):
         return self._detector().config(self.preset, self.dataset, **(self.model or {}))
 
     def train_config(self) -> TrainConfig:
-        return TrainConfig(
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            learning_rate=self.learning_rate,
-            b1=self.b1,
-            b2=self.b2,
-            patience=self.patience,
-            drop_remainder=self.drop_remainder,
-            devices=self.devices,
-            checkpoint=self.checkpoint,
-            checkpoint_every=self.checkpoint_every,
-            resume=self.resume,
-        )
+        return TrainConfig(**{name: getattr(self, name) for name in TRAIN_PARAMS})
 
     def _keys(self):
         """``(fit, validation split, score)`` keys, all from ``seed``."""

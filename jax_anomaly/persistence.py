@@ -47,9 +47,9 @@ def _host(tree):
     return jax.tree.map(np.asarray, jax.device_get(tree))
 
 
-def to_bytes(tree) -> bytes:
-    """A pytree (flax train states included) as msgpack bytes of host arrays."""
-    return serialization.msgpack_serialize(serialization.to_state_dict(_host(tree)))
+def _state_dict(tree):
+    """A pytree (flax train states included) as nested dicts of host NumPy arrays; None stays None."""
+    return None if tree is None else serialization.to_state_dict(_host(tree))
 
 
 def from_bytes(data: bytes, *, what: str):
@@ -101,8 +101,8 @@ def save_checkpoint(path: str | os.PathLike, *, state, meta: dict, best_state=No
     payload = {
         "format": CHECKPOINT_FORMAT,
         "meta": json.dumps(meta),
-        "state": serialization.to_state_dict(_host(state)),
-        "best_state": None if best_state is None else serialization.to_state_dict(_host(best_state)),
+        "state": _state_dict(state),
+        "best_state": _state_dict(best_state),
     }
     atomic_write(path, serialization.msgpack_serialize(payload))
 
@@ -137,8 +137,8 @@ def save_model(path: str | os.PathLike, *, manifest: dict, params, state=None, s
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     payload = {
-        "params": serialization.to_state_dict(_host(params)),
-        "state": None if state is None else serialization.to_state_dict(_host(state)),
+        "params": _state_dict(params),
+        "state": _state_dict(state),
         "scaler": scaler_to_dict(scaler),
     }
     atomic_write(path / "state.msgpack", serialization.msgpack_serialize(payload))

@@ -20,7 +20,7 @@ from jax_anomaly import metrics as metrics_lib
 from jax_anomaly import thresholds
 from jax_anomaly.config import DataConfig, TrainConfig, matmul_precision, to_dict
 from jax_anomaly.data import OneClassData, load_dataset, one_class_split
-from jax_anomaly.estimators import FITTABLE_THRESHOLDS, estimator_for
+from jax_anomaly.estimators import FITTABLE_THRESHOLDS, TRAIN_PARAMS, estimator_for
 
 CHECKPOINT_FILE = "checkpoint.msgpack"
 
@@ -117,11 +117,6 @@ def prepare_data(cfg: RunConfig) -> OneClassData:
 
 
 def run(cfg: RunConfig, data: OneClassData | None = None) -> dict:
-    with matmul_precision(cfg.precision):
-        return _run(cfg, data)
-
-
-def _run(cfg: RunConfig, data: OneClassData | None = None) -> dict:
     """Runs one experiment and returns its summary (the content of ``metrics.json``).
 
     Args:
@@ -162,29 +157,20 @@ def _run(cfg: RunConfig, data: OneClassData | None = None) -> dict:
     if cfg.train.resume and not out:
         raise ValueError("--resume needs the run folder (--out) of the run to continue")
     main_spec = thresholds.parse_threshold(cfg.threshold)
+    # The run folder holds the checkpoint; with --resume or --checkpoint-every only.
+    keep = out and (cfg.train.checkpoint_every or cfg.train.resume)
+    train = dataclasses.replace(cfg.train, checkpoint=str(out / CHECKPOINT_FILE) if keep else None)
     est = estimator_for(
         cfg.detector,
+        **{name: getattr(train, name) for name in TRAIN_PARAMS},
         preset=cfg.preset,
         model=cfg.model,
-        epochs=cfg.train.epochs,
-        batch_size=cfg.train.batch_size,
-        learning_rate=cfg.train.learning_rate,
-        b1=cfg.train.b1,
-        b2=cfg.train.b2,
-        patience=cfg.train.patience,
-        drop_remainder=cfg.train.drop_remainder,
         # Rules on test scores are applied below; the estimator fits the default beside them.
         threshold=cfg.threshold if main_spec.kind in FITTABLE_THRESHOLDS else thresholds.DEFAULT_THRESHOLD,
         validation_fraction=0.0,  # the one-class split already held out x_val
         dataset=cfg.data.dataset,
-        devices=cfg.train.devices,
         precision=cfg.precision,
         seed=cfg.seed,
-        checkpoint=str(out / CHECKPOINT_FILE)
-        if out and (cfg.train.checkpoint_every or cfg.train.resume)
-        else None,
-        checkpoint_every=cfg.train.checkpoint_every,
-        resume=cfg.train.resume,
         progress=cfg.progress,
     )
     est.fit(data.x_train, validation_data=data.x_val if len(data.x_val) else None)
