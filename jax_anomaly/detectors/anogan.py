@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -28,9 +29,10 @@ from jax_anomaly.detectors.base import (
     sample_keys,
     train_with_config,
 )
-from jax_anomaly.models import Discriminator, Generator
+from jax_anomaly.models import check_arch, generator_discriminator
 from jax_anomaly.sharding import local_rows, make_mesh, map_samples, shard_samples
 from jax_anomaly.training import masked_mean
+from jax_anomaly.training.losses import bce
 
 ANOGAN_LOSSES = ("tutorial", "paper")
 # Adam beta1 for GAN training unless the user sets one: with 0.9 the MLP discriminator of
@@ -57,6 +59,9 @@ class AnoGANConfig:
         (lets a larger first step converge in fewer iterations).
       search_init: number of random initial latents per sample; the one with the lowest
         loss starts the descent (costs one forward pass each, no gradients).
+      arch: ``'dense'`` (MLPs ``g_hidden``, ``d_hidden``) or ``'conv'`` (the DCGAN pair with
+        ``channels`` stride-2 levels; square images).
+      channels: DCGAN discriminator channels per level (the generator mirrors them).
     """
 
     latent: int = 100
@@ -69,10 +74,13 @@ class AnoGANConfig:
     score_batch: int | None = None
     search_schedule: str = "constant"
     search_init: int = 1
+    arch: str = "dense"
+    channels: tuple[int, ...] = (32, 64)
 
     def __post_init__(self):
-        object.__setattr__(self, "g_hidden", tuple(int(h) for h in self.g_hidden))
-        object.__setattr__(self, "d_hidden", tuple(int(h) for h in self.d_hidden))
+        for name in ("g_hidden", "d_hidden", "channels"):
+            object.__setattr__(self, name, tuple(int(h) for h in getattr(self, name)))
+        check_arch(self.arch, self.channels)
         if self.latent < 1 or any(h < 1 for h in self.g_hidden + self.d_hidden) or not self.d_hidden:
             raise ValueError(
                 f"layer sizes must be >= 1 and d_hidden non-empty: latent {self.latent}, "
@@ -114,12 +122,16 @@ def _preset_for(dataset: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class GANModels:
-    generator: Generator
-    discriminator: Discriminator
+    generator: Any  # flax modules (models/), applied with their own parameter trees
+    discriminator: Any
 
 
 def build_models(cfg: AnoGANConfig, n_features: int) -> GANModels:
-    return GANModels(Generator((*cfg.g_hidden, n_features)), Discriminator(cfg.d_hidden))
+    return GANModels(
+        *generator_discriminator(
+            cfg.arch, n_features, g_hidden=cfg.g_hidden, d_hidden=cfg.d_hidden, channels=cfg.channels
+        )
+    )
 
 
 class GANState(train_state.struct.PyTreeNode):
@@ -144,10 +156,6 @@ def init_state(cfg: AnoGANConfig, train: TrainConfig, n_features: int, key: jax.
     )
 
 
-def _bce(logits, target):
-    return optax.sigmoid_binary_cross_entropy(logits, jnp.full_like(logits, target))
-
-
 def make_train_step(cfg: AnoGANConfig):
     """``step(state, batch, mask, key) -> (state, metrics)``: one discriminator update
     (real -> 1, G(z) -> 0), then one non-saturating generator update against the updated D."""
@@ -161,7 +169,7 @@ def make_train_step(cfg: AnoGANConfig):
         def d_loss_fn(d_params):
             real_logits = state.d.apply_fn({"params": d_params}, batch)
             fake_logits = state.d.apply_fn({"params": d_params}, fake)
-            loss = masked_mean(_bce(real_logits, 1.0) + _bce(fake_logits, 0.0), mask)
+            loss = masked_mean(bce(real_logits, 1.0) + bce(fake_logits, 0.0), mask)
             return loss, (real_logits, fake_logits)
 
         (d_loss, (real_logits, fake_logits)), d_grads = jax.value_and_grad(d_loss_fn, has_aux=True)(
@@ -170,7 +178,7 @@ def make_train_step(cfg: AnoGANConfig):
         d_state = state.d.apply_gradients(grads=d_grads)
 
         def g_loss_fn(fake):  # non-saturating generator loss against the updated D
-            return masked_mean(_bce(d_state.apply_fn({"params": d_state.params}, fake), 1.0), mask)
+            return masked_mean(bce(d_state.apply_fn({"params": d_state.params}, fake), 1.0), mask)
 
         g_loss, d_fake = jax.value_and_grad(g_loss_fn)(fake)
         (g_grads,) = g_vjp(d_fake)
@@ -215,7 +223,7 @@ def search_loss(cfg: AnoGANConfig, models: GANModels, g_params, d_params, x, rea
         if cfg.loss == "tutorial":
             residual = jnp.mean(jnp.square(gz - x))
             logits = models.discriminator.apply({"params": d_params}, gz)
-            disc = _bce(logits, 1.0)
+            disc = bce(logits, 1.0)
         else:
             residual = jnp.sum(jnp.abs(gz - x))
             _, fake_features = models.discriminator.apply({"params": d_params}, gz, return_features=True)

@@ -3,27 +3,32 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax.training import train_state
-from jax.sharding import Mesh
 
 from jax_anomaly.config import TrainConfig
-from jax_anomaly.detectors.base import Detector, Fitted, adam, check_features, register, train_with_config
-from jax_anomaly.models import DenseAutoencoder, activation
-from jax_anomaly.sharding import local_rows, make_mesh, map_samples, shard_samples
+from jax_anomaly.detectors.base import (
+    Detector,
+    Fitted,
+    adam,
+    check_features,
+    register,
+    score_rows,
+    train_with_config,
+)
+from jax_anomaly.models import EncoderDecoder, activation, check_arch, encoder_decoder
 from jax_anomaly.training import masked_mean
-
-_LOSSES = ("mse", "bce")
-_EPS = 1e-7
+from jax_anomaly.training.losses import RECONSTRUCTION_LOSSES, per_sample_loss
 
 
 @dataclasses.dataclass(frozen=True)
 class AEConfig:
-    """Dense autoencoder ``D -> hidden -> latent -> hidden[::-1] -> D``.
+    """Autoencoder ``D -> hidden -> latent -> hidden[::-1] -> D`` (``arch='dense'``), or
+    stride-2 convolutions ``channels`` -> latent -> transposed convolutions (``arch='conv'``,
+    square images; ``hidden`` is then unused).
 
     ``loss`` is both the training loss and the anomaly score (per-sample mean over features).
     """
@@ -34,14 +39,18 @@ class AEConfig:
     output_activation: str = "sigmoid"
     loss: str = "mse"
     score_batch: int = 4096
+    arch: str = "dense"
+    channels: tuple[int, ...] = (32, 64)
 
     def __post_init__(self):
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
         if any(h < 1 for h in self.hidden) or self.latent < 1:
             raise ValueError(f"layer sizes must be >= 1: hidden {self.hidden}, latent {self.latent}")
+        check_arch(self.arch, self.channels)
         activation(self.activation), activation(self.output_activation)
-        if self.loss not in _LOSSES:
-            raise ValueError(f"unknown loss '{self.loss}'; expected one of {_LOSSES}")
+        if self.loss not in RECONSTRUCTION_LOSSES:
+            raise ValueError(f"unknown loss '{self.loss}'; expected one of {RECONSTRUCTION_LOSSES}")
         if self.loss == "bce" and self.output_activation != "sigmoid":
             raise ValueError("loss 'bce' needs output_activation 'sigmoid' (outputs in (0, 1))")
         if self.score_batch < 1:
@@ -67,22 +76,17 @@ def _preset_for(dataset: str) -> str:
     )
 
 
-def build_model(cfg: AEConfig, n_features: int) -> DenseAutoencoder:
-    return DenseAutoencoder(
+def build_model(cfg: AEConfig, n_features: int) -> EncoderDecoder:
+    encoder, decoder = encoder_decoder(
+        cfg.arch,
+        n_features,
+        encoder_out=cfg.latent,
         hidden=cfg.hidden,
-        latent=cfg.latent,
-        out_features=n_features,
+        channels=cfg.channels,
         activation=cfg.activation,
         output_activation=cfg.output_activation,
     )
-
-
-def per_sample_loss(recon: jax.Array, x: jax.Array, loss: str) -> jax.Array:
-    """Per-sample reconstruction error ``(..., D) -> (...)``: MSE or binary cross-entropy."""
-    if loss == "mse":
-        return jnp.mean(jnp.square(recon - x), axis=-1)
-    p = jnp.clip(recon, _EPS, 1.0 - _EPS)
-    return -jnp.mean(x * jnp.log(p) + (1.0 - x) * jnp.log1p(-p), axis=-1)
+    return EncoderDecoder(encoder, decoder)
 
 
 def init_state(cfg: AEConfig, train: TrainConfig, n_features: int, key: jax.Array):
@@ -143,18 +147,14 @@ def fit(cfg: AEConfig, train: TrainConfig, x_train, x_val=None, *, key, progress
     return Fitted("ae", cfg, state.params, result, x_train.shape[1], state=state)
 
 
-@functools.lru_cache(maxsize=32)
-def _scorer(cfg: AEConfig, n_features: int, mesh: Mesh, chunk: int):
+def _make_one(cfg: AEConfig, n_features: int):
     model = build_model(cfg, n_features)
 
     def one(params, x):
         recon = model.apply({"params": params}, x)
-        return per_sample_loss(recon, x, cfg.loss), recon
+        return {"score": per_sample_loss(recon, x, cfg.loss), "reconstruction": recon}
 
-    def local(params, x):
-        return jax.lax.map(lambda xi: one(params, xi), x, batch_size=chunk)
-
-    return shard_samples(local, mesh)
+    return one
 
 
 def score(fitted: Fitted, x, *, key=None, devices: int | None = None) -> dict[str, np.ndarray]:
@@ -163,11 +163,7 @@ def score(fitted: Fitted, x, *, key=None, devices: int | None = None) -> dict[st
     the first ``devices`` devices (None: all)."""
     del key
     x = check_features(x, fitted.n_features)
-    mesh = make_mesh(devices)
-    chunk = min(fitted.config.score_batch, local_rows(len(x), mesh))
-    scorer = _scorer(fitted.config, fitted.n_features, mesh, chunk)
-    errors, recon = map_samples(scorer, mesh, fitted.params, x)
-    return {"score": errors, "reconstruction": recon}
+    return score_rows(_make_one, fitted, x, devices=devices, chunk=fitted.config.score_batch)
 
 
 DETECTOR = register(

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import jax
 import numpy as np
 
 from jax_anomaly.config import TrainConfig
+from jax_anomaly.sharding import local_rows, make_mesh, map_samples, shard_samples
 from jax_anomaly.training import FitResult
 
 
@@ -124,8 +127,6 @@ def sample_keys(key, x: np.ndarray):
     sample's score a function of the sample alone: the same row gets the same draw in any
     batch, at any position.
     """
-    import jax
-
     rows = (
         np.ascontiguousarray(np.asarray(x, np.float32)).reshape(len(x), -1).view(np.uint32).astype(np.uint64)
     )
@@ -152,8 +153,6 @@ def train_with_config(
     Raises:
       ValueError: early stopping asked for (``train.patience``) without a validation loss.
     """
-    import jax
-
     from jax_anomaly.training import fit
 
     if train.patience is not None and eval_fn is None:
@@ -188,3 +187,34 @@ def adam(train: TrainConfig, default_b1: float = 0.9):
 
     b1 = default_b1 if train.b1 is None else train.b1
     return optax.adam(train.learning_rate, b1=b1, b2=train.b2)
+
+
+@functools.lru_cache(maxsize=64)
+def _row_scorer(make_one: Callable, config, n_features: int, mesh, chunk: int):
+    one = make_one(config, n_features)
+
+    def local(params, *xs):
+        return jax.lax.map(lambda row: one(params, *row), xs, batch_size=chunk)
+
+    return shard_samples(local, mesh)
+
+
+def score_rows(make_one: Callable, fitted: Fitted, x: np.ndarray, *extra, devices=None, chunk: int = 4096):
+    """Runs a per-sample score function over every row of ``x``, compiled once per shape.
+
+    Args:
+      make_one: ``(config, n_features) -> one(params, x_row, *extra_rows) -> dict`` (a
+        module-level function: it keys the compile cache); ``one`` is written for one sample
+        and vmapped over chunks of ``chunk`` rows by ``lax.map``.
+      fitted: the trained detector (its config, params and feature count).
+      x: (N, D) samples, already checked.
+      extra: more per-sample arrays (N, ...), e.g. noise drawn with ``sample_keys``.
+      devices: shard the rows over the first ``devices`` devices (None: all).
+
+    Returns:
+      ``one``'s dict with every entry stacked over the N rows, as NumPy arrays.
+    """
+    mesh = make_mesh(devices)
+    chunk = min(chunk, local_rows(len(x), mesh))
+    scorer = _row_scorer(make_one, fitted.config, fitted.n_features, mesh, chunk)
+    return map_samples(scorer, mesh, fitted.params, x, *extra)

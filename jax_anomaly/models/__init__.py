@@ -1,5 +1,14 @@
 """Flax Linen modules; the only package that imports ``flax.linen``."""
 
+from jax_anomaly.models.conv import (
+    ARCHS,
+    ConvDecoder,
+    ConvDiscriminator,
+    ConvEncoder,
+    ConvGenerator,
+    check_arch,
+    image_shape_for,
+)
 from jax_anomaly.models.dense import (
     ACTIVATIONS,
     MLP,
@@ -10,14 +19,25 @@ from jax_anomaly.models.dense import (
     Generator,
     activation,
 )
+from jax_anomaly.models.factory import EncoderDecoder, encoder_decoder, generator_discriminator
 
 __all__ = [
     "ACTIVATIONS",
+    "ARCHS",
     "MLP",
+    "ConvDecoder",
+    "ConvDiscriminator",
+    "ConvEncoder",
+    "ConvGenerator",
     "Decoder",
     "DenseAutoencoder",
     "Discriminator",
     "Encoder",
+    "EncoderDecoder",
     "Generator",
     "activation",
+    "check_arch",
+    "encoder_decoder",
+    "generator_discriminator",
+    "image_shape_for",
 ]

@@ -8,6 +8,7 @@ from sklearn.metrics import roc_auc_score
 
 from jax_anomaly.config import TrainConfig
 from jax_anomaly.detectors import anogan, get_detector
+from jax_anomaly.training.losses import bce
 
 CFG = anogan.AnoGANConfig(latent=8, g_hidden=(32, 64), d_hidden=(64, 32), search_steps=40, search_lr=0.05)
 
@@ -155,7 +156,7 @@ def test_gan_step_matches_two_separate_gradients(digits):
     def g_loss(g_params):
         fake = state.g.apply_fn({"params": g_params}, z)
         logits = d_state.apply_fn({"params": d_state.params}, fake)
-        return jnp.mean(anogan._bce(logits, 1.0))
+        return jnp.mean(bce(logits, 1.0))
 
     expected = state.g.apply_gradients(grads=jax.grad(g_loss)(state.g.params))
     for a, b in zip(jax.tree.leaves(new_state.g.params), jax.tree.leaves(expected.params), strict=True):
