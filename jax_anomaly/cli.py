@@ -59,7 +59,26 @@ def _add_run_flags(p: argparse.ArgumentParser, *, defaults: dict) -> None:
     g.add_argument("--preset", help="detector preset (default: the one for the data set)")
     g.add_argument("--hidden", type=_int_tuple, help="hidden layer sizes, e.g. 128,64,12")
     g.add_argument("--latent", type=int, help="latent size")
-    g.add_argument("--loss", choices=["mse", "bce"], help="autoencoder loss")
+    g.add_argument("--loss", choices=["mse", "bce"], help="autoencoder loss (ae, aae)")
+    g.add_argument(
+        "--arch",
+        choices=["dense", "conv"],
+        help="networks: dense MLPs or convolutional (conv AE/VAE/AAE, DCGAN; square images)",
+    )
+    g.add_argument("--channels", type=_int_tuple, help="conv channels per stride-2 level, e.g. 32,64")
+    g = p.add_argument_group("VAE (--detector vae) and AAE (--detector aae)")
+    g.add_argument("--beta", type=float, help="VAE: weight of the KL term (default 1, the ELBO)")
+    g.add_argument("--likelihood", choices=["bernoulli", "gaussian"], help="VAE decoder distribution")
+    g.add_argument(
+        "--vae-score",
+        choices=["recon_prob", "elbo", "recon"],
+        help="VAE score: -log reconstruction probability (default), negative ELBO, or squared error",
+    )
+    g.add_argument("--mc-samples", type=int, help="VAE: Monte-Carlo samples L per test sample (10)")
+    g.add_argument("--prior-weight", type=float, help="AAE: weight of the codes' -log prior density (0)")
+    g = p.add_argument_group("f-AnoGAN (--detector fanogan)")
+    g.add_argument("--kappa", type=float, help="weight of the discriminator-feature residual (1)")
+    g.add_argument("--encoder-epochs", type=int, help="epochs of the encoder phase (default: --epochs)")
     g = p.add_argument_group("AnoGAN scoring (--detector anogan)")
     g.add_argument(
         "--search-steps", type=int, help="Adam steps of the latent search per sample (default 500)"
@@ -223,6 +242,15 @@ def config_from_args(args: argparse.Namespace):
         "--hidden": ("hidden", args.hidden),
         "--latent": ("latent", args.latent),
         "--loss": ("loss", args.loss),
+        "--arch": ("arch", args.arch),
+        "--channels": ("channels", args.channels),
+        "--beta": ("beta", args.beta),
+        "--likelihood": ("likelihood", args.likelihood),
+        "--vae-score": ("score", args.vae_score),
+        "--mc-samples": ("mc_samples", args.mc_samples),
+        "--prior-weight": ("prior_weight", args.prior_weight),
+        "--kappa": ("kappa", args.kappa),
+        "--encoder-epochs": ("encoder_epochs", args.encoder_epochs),
         "--anogan-loss": ("loss", args.anogan_loss),
         "--search-steps": ("search_steps", args.search_steps),
         "--search-lr": ("search_lr", args.search_lr),
@@ -233,13 +261,13 @@ def config_from_args(args: argparse.Namespace):
     }
     # Flags that name a shared field ('loss') for one detector only; the rest apply wherever
     # the detector's config has the field.
-    only_for = {"--loss": "ae", "--anogan-loss": "anogan"}
+    only_for = {"--loss": ("ae", "aae"), "--anogan-loss": ("anogan", "fanogan")}
     fields = {f.name for f in dataclasses.fields(get_detector(args.detector).config_cls)}
     model = {}
     for flag, (name, value) in flags.items():
         if value is None:
             continue
-        if name not in fields or only_for.get(flag, args.detector) != args.detector:
+        if name not in fields or args.detector not in only_for.get(flag, (args.detector,)):
             raise ValueError(f"{flag} does not apply to detector '{args.detector}'")
         model[name] = value
     if args.resume and not args.out:

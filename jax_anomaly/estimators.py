@@ -351,10 +351,29 @@ class AnoGAN(AnomalyDetector):
     __init__ = _fixed_init()
 
 
+class VAE(AnomalyDetector):
+    """Variational autoencoder; score = -log reconstruction probability (or ELBO, error)."""
+
+    fixed_detector = "vae"
+    __init__ = _fixed_init()
+
+
+class AdversarialAutoEncoder(AnomalyDetector):
+    """Adversarial autoencoder; score = reconstruction error (+ optional prior term)."""
+
+    fixed_detector = "aae"
+    __init__ = _fixed_init()
+
+
+class FAnoGAN(AnomalyDetector):
+    """GAN + f-AnoGAN encoder; score = izi_f loss, one forward pass per sample."""
+
+    fixed_detector = "fanogan"
+    __init__ = _fixed_init()
+
+
 _ESTIMATORS: dict[str, type[AnomalyDetector]] = {
-    "AnomalyDetector": AnomalyDetector,
-    "AutoEncoder": AutoEncoder,
-    "AnoGAN": AnoGAN,
+    cls.__name__: cls for cls in (AnomalyDetector, AutoEncoder, AnoGAN, VAE, AdversarialAutoEncoder, FAnoGAN)
 }
 
 

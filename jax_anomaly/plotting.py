@@ -55,6 +55,34 @@ def plot_score_histogram(path, scores, labels, threshold) -> None:
     _save(fig, path)
 
 
+def plot_latent(path, z, labels, classes=None) -> None:
+    """2-D scatter of latent codes ``z`` (N, K) coloured by label (normal / anomaly), or by
+    class when ``classes`` is given; for K > 2 the first two principal components."""
+    from sklearn.decomposition import PCA
+
+    plt = _plt()
+    z = np.asarray(z, np.float64).reshape(len(z), -1)
+    title = "latent space"
+    if z.shape[1] > 2:
+        pca = PCA(n_components=2).fit(z)
+        z = pca.transform(z)
+        share = pca.explained_variance_ratio_.sum()
+        title = f"latent space, PCA of {pca.n_features_in_}-d ({share:.0%} of variance)"
+    elif z.shape[1] == 1:
+        z = np.column_stack([z[:, 0], np.zeros(len(z))])
+    fig, ax = plt.subplots(figsize=(6, 5))
+    labels = np.asarray(labels)
+    if classes is not None and len(np.unique(classes)) <= 10:
+        points = ax.scatter(z[:, 0], z[:, 1], c=np.asarray(classes), cmap="tab10", s=4, alpha=0.6)
+        ax.legend(*points.legend_elements(), title="class", fontsize=7, loc="best")
+    else:
+        for value, name in ((0, "normal"), (1, "anomaly")):
+            ax.scatter(*z[labels == value].T, s=4, alpha=0.6, label=name)
+        ax.legend()
+    ax.set_title(title, fontsize=9)
+    _save(fig, path)
+
+
 def plot_roc(path, labels, scores) -> None:
     """ROC curve with its AUROC."""
     from sklearn.metrics import roc_auc_score, roc_curve
@@ -69,13 +97,15 @@ def plot_roc(path, labels, scores) -> None:
 
 
 def plot_loss_curves(path, history: list[dict]) -> None:
-    """Every per-epoch metric in ``history`` (train and ``val_``) against the epoch."""
+    """Every numeric per-epoch metric in ``history`` (train and ``val_``) against the epoch;
+    entries may differ in keys (e.g. a GAN phase, then an encoder phase)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4))
     epochs = [h["epoch"] for h in history]
-    for name in history[0]:
+    names = dict.fromkeys(k for h in history for k, v in h.items() if isinstance(v, int | float))
+    for name in names:
         if name not in ("epoch", "seconds"):
-            ax.plot(epochs, [h[name] for h in history], label=name)
+            ax.plot(epochs, [h.get(name, np.nan) for h in history], label=name)
     ax.set_xlabel("epoch"), ax.set_ylabel("loss"), ax.legend()
     _save(fig, path)
 

@@ -269,6 +269,8 @@ def _write_run_folder(out: Path, cfg: RunConfig, data, est, test_out, summary) -
             import jax
 
             detector.extra_plots(fitted, plots, data.image_shape, key=jax.random.key(cfg.seed + 1))
+        if "z" in test_out:  # latent codes (VAE means, AAE codes, GAN latents)
+            plotting.plot_latent(plots / "latent.png", test_out["z"], data.y_test, data.test_classes)
         if "reconstruction" in test_out:
             rng = np.random.default_rng(cfg.seed)
             pick = np.concatenate(

@@ -72,6 +72,14 @@ def test_run_synthetic_mean_std(tmp_path):
     assert not (tmp_path / "plots").exists()
 
 
+def test_conv_vae_run_writes_the_latent_plot(tmp_path):
+    argv = ["run", "--dataset", "digits", "--detector", "vae", "--arch", "conv", "--channels", "4,8"]
+    assert main([*argv, "--epochs", "2", "--mc-samples", "3", "--out", str(tmp_path), "--quiet"]) == 0
+    summary = json.loads((tmp_path / "metrics.json").read_text())
+    assert summary["config"]["model"]["arch"] == "conv" and summary["config"]["model"]["mc_samples"] == 3
+    assert (tmp_path / "plots" / "latent.png").exists()
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -85,6 +93,9 @@ def test_run_synthetic_mean_std(tmp_path):
         (["run", "--devices", "4096"], "visible device"),
         (["run", "--resume"], "no checkpoint at"),
         (["run", "--threshold", "fpr:1.5"], "fpr must be in (0, 1)"),
+        (["run", "--kappa", "2"], "--kappa does not apply to detector 'ae'"),
+        (["run", "--detector", "vae", "--loss", "bce"], "--loss does not apply to detector 'vae'"),
+        (["run", "--dataset", "synthetic", "--arch", "conv"], "square single-channel images"),
     ],
 )
 def test_bad_input_one_line_exit_2(tmp_path, capsys, argv, message):

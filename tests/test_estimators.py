@@ -70,19 +70,30 @@ def test_save_load_roundtrip(pipe, raw, tmp_path):
     assert manifest["jax_anomaly"] == ja.__version__ and manifest["threshold"]["spec"] == "fpr:0.05"
 
 
-def test_anogan_estimator_roundtrip(digits, tmp_path):
-    est = ja.AnoGAN(preset="tiny", epochs=2, batch_size=32).fit(digits.x_train, validation_data=digits.x_val)
+@pytest.mark.parametrize("cls", [ja.AnoGAN, ja.VAE, ja.AdversarialAutoEncoder, ja.FAnoGAN])
+def test_estimator_roundtrip_every_detector(cls, digits, tmp_path):
+    import jax
+
+    est = cls(preset="tiny", epochs=2, batch_size=32).fit(digits.x_train, validation_data=digits.x_val)
     x = digits.x_test[:20]
     out = est.score_details(x)
-    assert out["reconstruction"].min() >= 0 and out["reconstruction"].max() <= 1  # back in [0, 1]
+    assert out["reconstruction"].min() >= 0 and out["reconstruction"].max() <= 1  # in [0, 1]
     est.save(tmp_path / "g")
     loaded = ja.load(tmp_path / "g")
+    assert type(loaded) is cls
     np.testing.assert_array_equal(loaded.decision_function(x), out["score"])
+    # the whole train state (every phase's optimiser state) comes back in its structure
+    leaves = [jax.tree_util.tree_leaves_with_path(e.fitted_.state) for e in (loaded, est)]
+    assert [path for path, _ in leaves[0]] == [path for path, _ in leaves[1]]
+    for (_, a), (_, b) in zip(*leaves, strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
-def test_a_sample_scores_the_same_in_any_batch(digits):
-    """AnoGAN's initial latents come from the sample's own values, not its position."""
-    est = ja.AnoGAN(preset="tiny", epochs=1, batch_size=64).fit(digits.x_train, validation_data=digits.x_val)
+@pytest.mark.parametrize("cls", [ja.AnoGAN, ja.VAE])
+def test_a_sample_scores_the_same_in_any_batch(cls, digits):
+    """Random draws at scoring time (AnoGAN's initial latents, the VAE's Monte-Carlo
+    samples) come from the sample's own values, not its position."""
+    est = cls(preset="tiny", epochs=1, batch_size=64).fit(digits.x_train, validation_data=digits.x_val)
     x = digits.x_test[:16]
     whole = est.decision_function(x)
     reversed_ = est.decision_function(x[::-1])[::-1]

@@ -77,7 +77,7 @@ PRESETS = {
     "mnist_conv": AAEConfig(arch="conv", latent=16),
     "digits": AAEConfig(hidden=(64,), latent=4, d_hidden=(32, 32)),
     "synthetic": AAEConfig(hidden=(16,), latent=4, output_activation="linear", d_hidden=(16, 16)),
-    "tiny": AAEConfig(hidden=(16,), latent=2, output_activation="linear", d_hidden=(8,)),
+    "tiny": AAEConfig(hidden=(16,), latent=2, d_hidden=(8,)),
 }
 
 

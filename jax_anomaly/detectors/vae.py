@@ -46,7 +46,7 @@ class VAEConfig:
       channels: conv channels per level, ``arch='conv'``.
       activation: hidden activation.
       likelihood: decoder p(x|z): ``'bernoulli'`` (logits; data in [0, 1]) or ``'gaussian'``
-        (per-feature mean and log-variance).
+        (per-feature mean in (0, 1) and log-variance, floored at -6).
       beta: weight of the KL term (β-VAE); 1 is the ELBO.
       score: ``'recon_prob'`` (default): -log of the reconstruction probability
         (1/L) Σ_l p(x | z_l), z_l ~ q(z|x) (An & Cho 2015); ``'elbo'``: the negative ELBO
@@ -149,7 +149,7 @@ def make_parts(cfg: VAEConfig, n_features: int):
 
             return jax.nn.sigmoid(logits), log_lik
         out = out.reshape((*out.shape[:-1], n_features, 2))
-        mean = out[..., 0]
+        mean = jax.nn.sigmoid(out[..., 0])  # the data are in [0, 1]
         logvar = _MIN_LOGVAR + jax.nn.softplus(out[..., 1] - _MIN_LOGVAR)
 
         def log_lik(x):

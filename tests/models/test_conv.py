@@ -1,0 +1,54 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from jax_anomaly.config import TrainConfig
+from jax_anomaly.detectors import autoencoder as ae
+from jax_anomaly.models import ConvDiscriminator, EncoderDecoder, encoder_decoder, image_shape_for
+
+
+@pytest.mark.parametrize("n, levels", [(20, 1), (784, 3), (63, 1)])
+def test_image_shape_rejects_what_the_conv_stack_cannot_halve(n, levels):
+    with pytest.raises(ValueError, match="square single-channel images"):
+        image_shape_for(n, levels)
+
+
+def test_image_shapes():
+    assert image_shape_for(784, 2) == (28, 28, 1) and image_shape_for(64, 3) == (8, 8, 1)
+
+
+def test_conv_autoencoder_per_sample_equals_batched():
+    enc, dec = encoder_decoder("conv", 64, encoder_out=3, channels=(4, 8))
+    model = EncoderDecoder(enc, dec)
+    x = jax.random.uniform(jax.random.key(0), (5, 64))
+    params = model.init(jax.random.key(1), x[:1])["params"]
+    batched = model.apply({"params": params}, x)
+    one_by_one = jax.vmap(lambda xi: model.apply({"params": params}, xi))(x)
+    assert batched.shape == (5, 64) and np.all((batched > 0) & (batched < 1))
+    np.testing.assert_allclose(one_by_one, batched, rtol=1e-5, atol=1e-6)
+
+
+def test_dcgan_discriminator_features():
+    d = ConvDiscriminator((8, 8, 1), (4, 8))
+    x = jnp.zeros((3, 64))
+    params = d.init(jax.random.key(0), x)["params"]
+    logits, features = d.apply({"params": params}, x, return_features=True)
+    assert logits.shape == (3,) and features.shape == (3, 2 * 2 * 8)
+
+
+def test_conv_autoencoder_separates_digits(digits):
+    cfg = ae.AEConfig(arch="conv", channels=(8, 16), latent=8)
+    fitted = ae.fit(
+        cfg, TrainConfig(epochs=15, batch_size=32), digits.x_train, key=jax.random.key(0), progress=False
+    )
+    assert "conv_0" in fitted.params["encoder"]
+    assert roc_auc_score(digits.y_test, ae.score(fitted, digits.x_test)["score"]) > 0.9
+
+
+def test_bad_arch_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown arch 'resnet'"):
+        ae.AEConfig(arch="resnet")
+    with pytest.raises(ValueError, match="channels >= 1"):
+        ae.AEConfig(arch="conv", channels=())
