@@ -394,3 +394,64 @@ def bench_scaling(
         row["train_speedup"] = row["train_samples_per_second"] / base["train_samples_per_second"]
         row["search_speedup"] = row["search_samples_per_second"] / base["search_samples_per_second"]
     return _report(result, out)
+
+
+def bench_fanogan(
+    *,
+    epochs: int = 30,
+    search_presets: Sequence[str] = ("mnist_fast", "mnist_tutorial"),
+    search_samples: int = 2000,
+    data_dir=None,
+    out=None,
+) -> dict:
+    """f-AnoGAN's one-pass encoder against AnoGAN's latent search on the same GAN (MNIST,
+    digit 0 normal): seconds per 10k test samples (compile excluded, reported apart) and AUROC.
+
+    One f-AnoGAN is trained (``epochs`` GAN epochs, then ``epochs`` encoder epochs); its GAN is
+    scored with the search of each preset in ``search_presets`` on the first
+    ``search_samples`` test images (the encoder on those and on the whole test set).
+    """
+    from sklearn.metrics import roc_auc_score
+
+    from jax_anomaly.config import DataConfig, TrainConfig
+    from jax_anomaly.detectors import anogan, fanogan
+    from jax_anomaly.runner import RunConfig, prepare_data
+
+    data = prepare_data(RunConfig(data=DataConfig("mnist", (0,), data_dir=data_dir)))
+    to_input = fanogan.DETECTOR.to_input
+    x_train, x_val, x_test = to_input(data.x_train), to_input(data.x_val), to_input(data.x_test)
+    cfg = fanogan.PRESETS["mnist_tutorial"]
+    train = TrainConfig(epochs=epochs, batch_size=128)
+    fitted = fanogan.fit(cfg, train, x_train, x_val, key=jax.random.key(0), progress=False)
+    result = {
+        "benchmark": "fanogan_vs_search",
+        "device": str(jax.devices()[0]),
+        "epochs": epochs,
+        "train_seconds": fitted.result.train_seconds,
+        "train_compile_seconds": fitted.result.compile_seconds,
+        "matmul_peak_gflops": matmul_peak_gflops()["gflops"],
+    }
+    n_sub = min(search_samples, len(x_test))
+    y_sub = data.y_test[:n_sub]
+    for name, x, y in (("all", x_test, data.y_test), ("subset", x_test[:n_sub], y_sub)):
+        t0 = time.perf_counter()
+        scores = fanogan.score(fitted, x)["score"]  # first call compiles
+        first = time.perf_counter() - t0
+        seconds = min(time_calls(lambda x=x: fanogan.score(fitted, x), repeats=3))
+        result[f"fanogan_{name}_n"] = len(x)
+        result[f"fanogan_{name}_seconds_per_10k"] = seconds * 10000 / len(x)
+        result[f"fanogan_{name}_compile_seconds"] = max(first - seconds, 0.0)
+        result[f"fanogan_{name}_auroc"] = float(roc_auc_score(y, scores))
+    gan = fanogan.as_anogan(fitted)
+    for preset in search_presets:
+        scfg = anogan.PRESETS[preset]
+        t = _time_search(
+            scfg, dataclasses.replace(gan, config=scfg), x_test[:n_sub], jax.random.key(1), repeats=1
+        )
+        per_10k = t["seconds"] * 10000 / n_sub
+        result[f"search_{preset}_steps"] = scfg.search_steps
+        result[f"search_{preset}_seconds_per_10k"] = per_10k
+        result[f"search_{preset}_compile_seconds"] = t["compile_seconds"]
+        result[f"search_{preset}_auroc"] = float(roc_auc_score(y_sub, t["scores"]))
+        result[f"fanogan_speedup_vs_{preset}"] = per_10k / result["fanogan_subset_seconds_per_10k"]
+    return _report(result, out)
