@@ -21,6 +21,7 @@ from jax_anomaly.detectors.base import (
     Fitted,
     adam,
     check_features,
+    check_fit_data,
     register,
     score_rows,
     train_with_config,
@@ -233,11 +234,8 @@ def make_eval_fn(cfg: AAEConfig, n_features: int):
 
 def fit(cfg: AAEConfig, train: TrainConfig, x_train, x_val=None, *, key, progress=True) -> Fitted:
     """Trains the adversarial autoencoder on normal data ``x_train`` (N, D)."""
-    x_train = check_features(x_train, what="training data")
+    x_train, x_val = check_fit_data(x_train, x_val)
     n_features = x_train.shape[1]
-    has_val = x_val is not None and len(x_val) > 0
-    if has_val:
-        x_val = check_features(x_val, n_features, what="validation data")
     state, result = train_with_config(
         "aae",
         lambda k: with_input_stats(init_state(cfg, train, n_features, k), x_train),
@@ -245,8 +243,8 @@ def fit(cfg: AAEConfig, train: TrainConfig, x_train, x_val=None, *, key, progres
         x_train,
         train,
         key=key,
-        eval_fn=make_eval_fn(cfg, n_features) if has_val else None,
-        val_data=x_val if has_val else None,
+        eval_fn=make_eval_fn(cfg, n_features) if x_val is not None else None,
+        val_data=x_val,
         progress=progress,
     )
     return Fitted("aae", cfg, state.params, result, n_features, state=state)

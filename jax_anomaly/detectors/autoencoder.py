@@ -15,6 +15,7 @@ from jax_anomaly.detectors.base import (
     Fitted,
     adam,
     check_features,
+    check_fit_data,
     register,
     score_rows,
     train_with_config,
@@ -129,10 +130,7 @@ def fit(cfg: AEConfig, train: TrainConfig, x_train, x_val=None, *, key, progress
     Validation loss on ``x_val`` is reported every epoch and drives early stopping when
     ``train.patience`` is set.
     """
-    x_train = check_features(x_train, what="training data")
-    has_val = x_val is not None and len(x_val) > 0
-    if has_val:
-        x_val = check_features(x_val, x_train.shape[1], what="validation data")
+    x_train, x_val = check_fit_data(x_train, x_val)
     state, result = train_with_config(
         "ae",
         lambda k: init_state(cfg, train, x_train.shape[1], k),
@@ -140,8 +138,8 @@ def fit(cfg: AEConfig, train: TrainConfig, x_train, x_val=None, *, key, progress
         x_train,
         train,
         key=key,
-        eval_fn=make_eval_fn(cfg) if has_val else None,
-        val_data=x_val if has_val else None,
+        eval_fn=make_eval_fn(cfg) if x_val is not None else None,
+        val_data=x_val,
         progress=progress,
     )
     return Fitted("ae", cfg, state.params, result, x_train.shape[1], state=state)

@@ -120,6 +120,15 @@ def check_features(x, n_features: int | None = None, what: str = "x") -> np.ndar
     return x.astype(np.float32)
 
 
+def check_fit_data(x_train, x_val=None) -> tuple[np.ndarray, np.ndarray | None]:
+    """``fit``'s data checks: ``x_train`` as in ``check_features``; ``x_val`` the same with
+    the training feature count, or None when absent or empty (no validation loss then)."""
+    x_train = check_features(x_train, what="training data")
+    if x_val is None or len(x_val) == 0:
+        return x_train, None
+    return x_train, check_features(x_val, x_train.shape[1], what="validation data")
+
+
 def sample_keys(key, x: np.ndarray):
     """One PRNG key per row of ``x``: ``key`` folded with a 32-bit hash of the row's bytes.
 

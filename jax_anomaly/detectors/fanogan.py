@@ -29,6 +29,7 @@ from jax_anomaly.detectors.base import (
     Fitted,
     adam,
     check_features,
+    check_fit_data,
     register,
     score_rows,
     train_with_config,
@@ -160,11 +161,8 @@ def fit(cfg: FAnoGANConfig, train: TrainConfig, x_train, x_val=None, *, key, pro
     """Trains the GAN on ``x_train`` (N, D) in [-1, 1] (no early stopping: a GAN has no
     validation loss), then the encoder (izi_f, on the validation izi_f loss with
     ``train.patience``). With a checkpoint file, the encoder phase writes ``<file>.encoder``."""
-    x_train = check_features(x_train, what="training data")
+    x_train, x_val = check_fit_data(x_train, x_val)
     n_features = x_train.shape[1]
-    has_val = x_val is not None and len(x_val) > 0
-    if has_val:
-        x_val = check_features(x_val, n_features, what="validation data")
     gan_key, enc_key = jax.random.split(key)
     gan_train = dataclasses.replace(train, patience=None)
     gan, gan_result = train_with_config(
@@ -185,6 +183,10 @@ def fit(cfg: FAnoGANConfig, train: TrainConfig, x_train, x_val=None, *, key, pro
         resume=bool(train.resume and checkpoint and os.path.exists(checkpoint)),
     )
     loss_of = izi_f(cfg, n_features)
+
+    def eval_fn(state, x):
+        return {"loss": jnp.mean(loss_of(state.params, x)["score"])}
+
     enc, enc_result = train_with_config(
         "fanogan",
         lambda k: _encoder_state(cfg, enc_train, n_features, gan_params, k),
@@ -192,8 +194,10 @@ def fit(cfg: FAnoGANConfig, train: TrainConfig, x_train, x_val=None, *, key, pro
         x_train,
         enc_train,
         key=enc_key,
-        eval_fn=(lambda state, x: {"loss": jnp.mean(loss_of(state.params, x)["score"])}) if has_val else None,
-        val_data=x_val if has_val else None,
+        eval_fn=(lambda state, x: {"loss": jnp.mean(loss_of(state.params, x)["score"])})
+        if x_val is not None
+        else None,
+        val_data=x_val,
         progress=progress,
     )
     offset = len(gan_result.history)
