@@ -6,9 +6,9 @@ beside published reference means.
     python experiments/one_class.py --dataset fashion_mnist --detector vae --epochs 20
     python experiments/one_class.py --dataset digits --detector ae --quick     # smoke run, ~30 s
 
-Writes ``results/one_class_<dataset>_<detector>[_conv].md`` and ``.json`` (``--out`` for
-another folder). Run time on 2 CPU cores: see the tables' ``train s`` column (conv AE on
-MNIST, 20 epochs: about 1-2 min per class); ``--quick`` trains 1 epoch on classes 0 and 1.
+Writes ``results/one_class_<dataset>_<detector>[_conv][_<tag>].md`` and ``.json`` (``--out``
+for another folder); ``--model KEY=VALUE`` overrides a model setting (e.g. ``latent=16``).
+Run time: see the tables' ``train s`` column; ``--quick`` trains 1 epoch on classes 0, 1.
 Every run is seeded (``--seed``); the per-class runs go through ``jax_anomaly.run``, the same
 path as the CLI.
 """
@@ -16,6 +16,7 @@ path as the CLI.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import sys
 import time
@@ -53,7 +54,30 @@ def parse_args(argv=None):
     p.add_argument("--data-dir")
     p.add_argument("--out", default="results", help="folder of the Markdown and JSON tables")
     p.add_argument("--quick", action="store_true", help="1 epoch, classes 0 and 1: a smoke run")
-    return p.parse_args(argv)
+    p.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a model setting (a Python literal), e.g. --model latent=16; repeatable",
+    )
+    p.add_argument("--tag", default="", help="suffix of the output file names (for variants)")
+    args = p.parse_args(argv)
+    try:
+        args.model = dict(parse_override(text) for text in args.model)
+    except ValueError as e:
+        p.error(str(e))
+    return args
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ValueError(f"--model takes KEY=VALUE, got {text!r}")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value  # a bare word such as gaussian
 
 
 def parse_classes(text: str) -> list[int]:
@@ -67,6 +91,7 @@ def run_class(args, c: int) -> dict:
     model = dict(MODELS.get(args.detector, {}))
     if args.arch == "conv":
         model = {k: v for k, v in model.items() if k != "hidden"} | {"arch": "conv"}
+    model |= args.model
     cfg = RunConfig(
         detector=args.detector,
         model=model,
@@ -94,6 +119,7 @@ def run_class(args, c: int) -> dict:
 def markdown(table: dict) -> str:
     rows = table["classes"]
     name = table["detector"] + (" (conv)" if table["arch"] == "conv" else "")
+    name += "".join(f", {k}={v}" for k, v in table.get("overrides", {}).items())
     lines = [
         f"# One-class {table['dataset']}: {name}, {table['epochs']} epochs, seed {table['seed']}",
         "",
@@ -137,6 +163,7 @@ def main(argv=None) -> dict:
         "batch_size": args.batch_size,
         "seed": args.seed,
         "quick": args.quick,
+        "overrides": args.model,
         "classes": rows,
         "mean_auroc": 100 * sum(r["auroc"] for r in rows) / len(rows),
         "total_train_seconds": sum(r["train_seconds"] for r in rows),
@@ -146,7 +173,7 @@ def main(argv=None) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"one_class_{args.dataset}_{args.detector}" + ("_conv" if args.arch == "conv" else "")
-    stem += "_quick" if args.quick else ""
+    stem += (f"_{args.tag}" if args.tag else "") + ("_quick" if args.quick else "")
     (out / f"{stem}.json").write_text(json.dumps(table, indent=2, default=str) + "\n")
     (out / f"{stem}.md").write_text(markdown(table))
     print(markdown(table))
@@ -154,4 +181,7 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (ValueError, FileNotFoundError) as e:  # bad --model option, missing data
+        sys.exit(f"one_class.py: error: {e}")

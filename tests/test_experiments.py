@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import jax_anomaly as ja
 
@@ -41,3 +42,19 @@ def test_one_class_quick_table(tmp_path):
     saved = json.loads((tmp_path / "one_class_digits_ae_quick.json").read_text())
     assert saved["mean_auroc"] == table["mean_auroc"]
     assert "| **mean** |" in (tmp_path / "one_class_digits_ae_quick.md").read_text()
+
+
+def test_one_class_model_overrides(tmp_path):
+    one_class = _module("one_class")
+    args = one_class.parse_args(["--model", "latent=4", "--model", "activation=tanh", "--tag", "v"])
+    assert args.model == {"latent": 4, "activation": "tanh"}
+    table = one_class.main(
+        ["--dataset", "digits", "--classes", "0", "--epochs", "1", "--model", "latent=4"]
+        + ["--tag", "l4", "--out", str(tmp_path)]
+    )
+    assert table["classes"][0]["model"]["latent"] == 4 and table["overrides"] == {"latent": 4}
+    assert "latent=4" in (tmp_path / "one_class_digits_ae_l4.md").read_text()
+    with pytest.raises(SystemExit):
+        one_class.parse_args(["--model", "latent"])
+    with pytest.raises(ValueError, match="no option"):
+        one_class.main(["--dataset", "digits", "--classes", "0", "--model", "nosuch=1"])

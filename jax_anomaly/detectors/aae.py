@@ -26,7 +26,7 @@ from jax_anomaly.detectors.base import (
     score_rows,
     train_with_config,
 )
-from jax_anomaly.models import Discriminator, activation, check_arch, encoder_decoder
+from jax_anomaly.models import Discriminator, check_autoencoder_config, encoder_decoder
 from jax_anomaly.training import masked_mean
 from jax_anomaly.training.losses import RECONSTRUCTION_LOSSES, bce, per_sample_loss
 
@@ -48,7 +48,7 @@ class AAEConfig:
     latent: int = 8
     arch: str = "dense"
     channels: tuple[int, ...] = (32, 64)
-    activation: str = "relu"
+    activation: str | None = None
     output_activation: str = "sigmoid"
     loss: str = "mse"
     d_hidden: tuple[int, ...] = (128, 128)
@@ -56,15 +56,9 @@ class AAEConfig:
     score_batch: int = 4096
 
     def __post_init__(self):
-        for name in ("hidden", "channels", "d_hidden"):
-            object.__setattr__(self, name, tuple(int(h) for h in getattr(self, name)))
-        if any(h < 1 for h in self.hidden + self.d_hidden) or self.latent < 1 or not self.d_hidden:
-            raise ValueError(
-                f"layer sizes must be >= 1 and d_hidden non-empty: hidden {self.hidden}, "
-                f"latent {self.latent}, d_hidden {self.d_hidden}"
-            )
-        check_arch(self.arch, self.channels)
-        activation(self.activation), activation(self.output_activation)
+        check_autoencoder_config(self, ("hidden", "channels", "d_hidden"))
+        if not self.d_hidden or any(h < 1 for h in self.d_hidden):
+            raise ValueError(f"d_hidden must be non-empty with sizes >= 1, got {self.d_hidden}")
         if self.loss not in RECONSTRUCTION_LOSSES:
             raise ValueError(f"unknown loss '{self.loss}'; expected one of {RECONSTRUCTION_LOSSES}")
         if not self.prior_weight >= 0:

@@ -20,7 +20,7 @@ from jax_anomaly.detectors.base import (
     score_rows,
     train_with_config,
 )
-from jax_anomaly.models import EncoderDecoder, activation, check_arch, encoder_decoder
+from jax_anomaly.models import EncoderDecoder, check_autoencoder_config, encoder_decoder
 from jax_anomaly.training import masked_mean
 from jax_anomaly.training.losses import RECONSTRUCTION_LOSSES, per_sample_loss
 
@@ -36,7 +36,7 @@ class AEConfig:
 
     hidden: tuple[int, ...] = (128, 64, 12)
     latent: int = 3
-    activation: str = "relu"
+    activation: str | None = None
     output_activation: str = "sigmoid"
     loss: str = "mse"
     score_batch: int = 4096
@@ -44,12 +44,7 @@ class AEConfig:
     channels: tuple[int, ...] = (32, 64)
 
     def __post_init__(self):
-        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
-        object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
-        if any(h < 1 for h in self.hidden) or self.latent < 1:
-            raise ValueError(f"layer sizes must be >= 1: hidden {self.hidden}, latent {self.latent}")
-        check_arch(self.arch, self.channels)
-        activation(self.activation), activation(self.output_activation)
+        check_autoencoder_config(self)
         if self.loss not in RECONSTRUCTION_LOSSES:
             raise ValueError(f"unknown loss '{self.loss}'; expected one of {RECONSTRUCTION_LOSSES}")
         if self.loss == "bce" and self.output_activation != "sigmoid":

@@ -25,7 +25,7 @@ from jax_anomaly.detectors.base import (
     score_rows,
     train_with_config,
 )
-from jax_anomaly.models import activation, check_arch, encoder_decoder
+from jax_anomaly.models import check_autoencoder_config, encoder_decoder
 from jax_anomaly.training import masked_mean
 
 LIKELIHOODS = ("bernoulli", "gaussian")
@@ -45,7 +45,8 @@ class VAEConfig:
       latent: size of z; with 2 the latent plot is the latent space itself.
       arch: ``'dense'`` or ``'conv'`` (square images; ``channels`` stride-2 levels).
       channels: conv channels per level, ``arch='conv'``.
-      activation: hidden activation.
+      activation: hidden activation; None: ReLU (dense) or LeakyReLU (conv), see
+        ``models.hidden_activation``.
       likelihood: decoder p(x|z): ``'bernoulli'`` (logits; data in [0, 1]) or ``'gaussian'``
         (per-feature mean in (0, 1) and log-variance, floored at -6).
       beta: weight of the KL term (β-VAE); 1 is the ELBO.
@@ -61,7 +62,7 @@ class VAEConfig:
     latent: int = 16
     arch: str = "dense"
     channels: tuple[int, ...] = (32, 64)
-    activation: str = "relu"
+    activation: str | None = None
     likelihood: str = "bernoulli"
     beta: float = 1.0
     score: str = "recon_prob"
@@ -69,12 +70,7 @@ class VAEConfig:
     score_batch: int = 4096
 
     def __post_init__(self):
-        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
-        object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
-        if any(h < 1 for h in self.hidden) or self.latent < 1:
-            raise ValueError(f"layer sizes must be >= 1: hidden {self.hidden}, latent {self.latent}")
-        check_arch(self.arch, self.channels)
-        activation(self.activation)
+        check_autoencoder_config(self)
         if self.likelihood not in LIKELIHOODS:
             raise ValueError(f"unknown likelihood '{self.likelihood}'; expected one of {LIKELIHOODS}")
         if not self.beta >= 0:

@@ -19,7 +19,13 @@ from jax_anomaly.models.dense import (
     Generator,
     activation,
 )
-from jax_anomaly.models.factory import EncoderDecoder, encoder_decoder, generator_discriminator
+from jax_anomaly.models.factory import (
+    EncoderDecoder,
+    check_autoencoder_config,
+    encoder_decoder,
+    generator_discriminator,
+    hidden_activation,
+)
 
 __all__ = [
     "ACTIVATIONS",
@@ -37,7 +43,9 @@ __all__ = [
     "Generator",
     "activation",
     "check_arch",
+    "check_autoencoder_config",
     "encoder_decoder",
     "generator_discriminator",
+    "hidden_activation",
     "image_shape_for",
 ]

@@ -13,9 +13,10 @@ from jax_anomaly.models.conv import (
     ConvDiscriminator,
     ConvEncoder,
     ConvGenerator,
+    check_arch,
     image_shape_for,
 )
-from jax_anomaly.models.dense import Decoder, Discriminator, Encoder, Generator
+from jax_anomaly.models.dense import Decoder, Discriminator, Encoder, Generator, activation
 
 
 class EncoderDecoder(nn.Module):
@@ -36,14 +37,16 @@ def encoder_decoder(
     encoder_out: int,
     hidden: Sequence[int] = (),
     channels: Sequence[int] = (),
-    activation: str = "relu",
+    activation: str | None = None,
     output_activation: str = "sigmoid",
     outputs_per_feature: int = 1,
 ) -> tuple[nn.Module, nn.Module]:
     """An encoder ``(..., D) -> (..., encoder_out)`` and a decoder ``(..., latent) -> (..., D*k)``:
     dense (``hidden`` layers, mirrored in the decoder) or conv (``channels`` stride-2 levels,
     mirrored; the data must be square images). With ``k = outputs_per_feature`` > 1 (e.g. a
-    Gaussian's mean and log-variance) the decoder output reshapes to ``(..., D, k)``."""
+    Gaussian's mean and log-variance) the decoder output reshapes to ``(..., D, k)``.
+    ``activation`` None: ``hidden_activation(arch)``."""
+    activation = hidden_activation(arch, activation)
     if arch == "dense":
         return (
             Encoder(tuple(hidden), encoder_out, activation),
@@ -56,6 +59,27 @@ def encoder_decoder(
             (height, width, outputs_per_feature), tuple(reversed(channels)), activation, output_activation
         ),
     )
+
+
+def hidden_activation(arch: str, name: str | None = None) -> str:
+    """``name``, or when None the default hidden activation of ``arch``: ReLU for dense,
+    LeakyReLU(0.2) for conv. (A ReLU conv autoencoder got stuck predicting the mean image on
+    MNIST class 5, seed 0: training loss flat at 0.109 from the first epoch, AUROC 0.51;
+    with LeakyReLU the loss fell to 0.065 in two epochs.)"""
+    return name if name is not None else ("leaky_relu" if arch == "conv" else "relu")
+
+
+def check_autoencoder_config(cfg, tuple_fields: Sequence[str] = ("hidden", "channels")) -> None:
+    """Validates a frozen detector config's autoencoder fields in place: ``tuple_fields`` made
+    tuples of ints, ``hidden`` >= 1, ``latent`` >= 1, ``arch``/``channels``, ``activation``
+    (None allowed: the arch default) and ``output_activation`` if the config has one."""
+    for name in tuple_fields:
+        object.__setattr__(cfg, name, tuple(int(v) for v in getattr(cfg, name)))
+    if any(h < 1 for h in cfg.hidden) or cfg.latent < 1:
+        raise ValueError(f"layer sizes must be >= 1: hidden {cfg.hidden}, latent {cfg.latent}")
+    check_arch(cfg.arch, cfg.channels)
+    activation(hidden_activation(cfg.arch, cfg.activation))
+    activation(getattr(cfg, "output_activation", "linear"))
 
 
 def generator_discriminator(

@@ -52,3 +52,15 @@ def test_bad_arch_is_a_clear_error():
         ae.AEConfig(arch="resnet")
     with pytest.raises(ValueError, match="channels >= 1"):
         ae.AEConfig(arch="conv", channels=())
+
+
+def test_hidden_activation_defaults_to_leaky_relu_for_conv_only():
+    # a ReLU conv autoencoder got stuck at the mean image on MNIST class 5 (see factory.py)
+    enc, dec = encoder_decoder("conv", 64, encoder_out=4, channels=(4,))
+    assert enc.activation == dec.activation == "leaky_relu"
+    enc, dec = encoder_decoder("dense", 64, encoder_out=4, hidden=(8,))
+    assert enc.activation == "relu"
+    enc, _ = encoder_decoder("conv", 64, encoder_out=4, channels=(4,), activation="tanh")
+    assert enc.activation == "tanh"  # an explicit choice wins
+    with pytest.raises(ValueError, match="unknown activation 'swishy'"):
+        ae.AEConfig(arch="conv", activation="swishy")
