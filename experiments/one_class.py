@@ -5,12 +5,14 @@ beside published reference means.
     python experiments/one_class.py --dataset mnist --detector ae --arch conv
     python experiments/one_class.py --dataset fashion_mnist --detector vae --epochs 20
     python experiments/one_class.py --dataset digits --detector ae --quick     # smoke run, ~30 s
+    python experiments/one_class.py --dataset mnist --model latent=16 --ensemble 0-4 --tag l16
 
-Writes ``results/one_class_<dataset>_<detector>[_conv][_<tag>].md`` and ``.json`` (``--out``
-for another folder); ``--model KEY=VALUE`` overrides a model setting (e.g. ``latent=16``).
-Run time: see the tables' ``train s`` column; ``--quick`` trains 1 epoch on classes 0, 1.
+Writes ``results/one_class_<dataset>_<detector>[_conv][_ensN][_<tag>].md`` and ``.json``
+(``--out`` for another folder); ``--model KEY=VALUE`` overrides a model setting (e.g. ``latent=16``).
+``--ensemble SEEDS`` averages the standardised scores of one model per seed. Run time: see
+the tables' ``train s`` column; ``--quick`` trains 1 epoch on classes 0, 1.
 Every run is seeded (``--seed``); the per-class runs go through ``jax_anomaly.run``, the same
-path as the CLI.
+path as the CLI (ensembles through the estimators it uses).
 """
 
 from __future__ import annotations
@@ -22,9 +24,14 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from jax_anomaly import DataConfig, RunConfig, TrainConfig, run
+from jax_anomaly.config import to_dict
 from jax_anomaly.detectors import detector_names
-from jax_anomaly.runner import versions
+from jax_anomaly.estimators import estimator_for
+from jax_anomaly.metrics import ranking_metrics
+from jax_anomaly.runner import prepare_data, versions
 
 # Published mean AUROC (%) of the one-class protocol (one class normal, test on all).
 REFERENCES = {
@@ -62,9 +69,16 @@ def parse_args(argv=None):
         help="override a model setting (a Python literal), e.g. --model latent=16; repeatable",
     )
     p.add_argument("--tag", default="", help="suffix of the output file names (for variants)")
+    p.add_argument(
+        "--ensemble",
+        metavar="SEEDS",
+        help="e.g. 0-4: one model per seed (same data split), each one's test scores "
+        "standardised by its held-out normal scores, averaged",
+    )
     args = p.parse_args(argv)
     try:
         args.model = dict(parse_override(text) for text in args.model)
+        args.ensemble = parse_classes(args.ensemble) if args.ensemble else None
     except ValueError as e:
         p.error(str(e))
     return args
@@ -87,20 +101,25 @@ def parse_classes(text: str) -> list[int]:
     return [int(v) for v in text.split(",")]
 
 
-def run_class(args, c: int) -> dict:
+def class_config(args, c: int) -> RunConfig:
     model = dict(MODELS.get(args.detector, {}))
     if args.arch == "conv":
         model = {k: v for k, v in model.items() if k != "hidden"} | {"arch": "conv"}
-    model |= args.model
-    cfg = RunConfig(
+    return RunConfig(
         detector=args.detector,
-        model=model,
+        model=model | args.model,
         data=DataConfig(dataset=args.dataset, normal=(c,), data_dir=args.data_dir),
         train=TrainConfig(epochs=args.epochs, batch_size=args.batch_size),
         seed=args.seed,
         plots=False,
         progress=False,
     )
+
+
+def run_class(args, c: int) -> dict:
+    cfg = class_config(args, c)
+    if args.ensemble:
+        return run_ensemble(cfg, args.ensemble)
     s = run(cfg)
     t = s["timings"]
     return {
@@ -116,10 +135,48 @@ def run_class(args, c: int) -> dict:
     }
 
 
+def run_ensemble(cfg: RunConfig, seeds: list[int]) -> dict:
+    """One model per seed on ``cfg``'s data split (made with ``cfg.seed``); the ensemble score
+    is the mean over models of (test score - mean) / std of that model's validation scores,
+    so that models whose scores live on different scales weigh the same."""
+    data = prepare_data(cfg)
+    total = np.zeros(len(data.x_test))
+    row = {"seed_aurocs": [], "train_seconds": 0.0, "compile_seconds": 0.0, "score_seconds": 0.0}
+    for seed in seeds:
+        est = estimator_for(
+            cfg.detector,
+            model=cfg.model,
+            epochs=cfg.train.epochs,
+            batch_size=cfg.train.batch_size,
+            dataset=cfg.data.dataset,
+            validation_fraction=0.0,  # the one-class split already held out x_val
+            seed=seed,
+        )
+        est.fit(data.x_train, validation_data=data.x_val)
+        t0 = time.perf_counter()
+        test = est.score_samples(data.x_test)
+        row["score_seconds"] += time.perf_counter() - t0 + est.validation_seconds_
+        row["train_seconds"] += est.fitted_.result.train_seconds
+        row["compile_seconds"] += est.fitted_.result.compile_seconds
+        row["seed_aurocs"].append(ranking_metrics(data.y_test, test)["auroc"])
+        val = est.validation_scores_
+        total += (test - val.mean()) / max(float(val.std()), 1e-12)
+    return {
+        "class": cfg.data.normal[0],
+        **ranking_metrics(data.y_test, total / len(seeds)),
+        "n_train": len(data.x_train),
+        "n_test": len(data.x_test),
+        **row,
+        "model": to_dict(est.model_config()),
+    }
+
+
 def markdown(table: dict) -> str:
     rows = table["classes"]
     name = table["detector"] + (" (conv)" if table["arch"] == "conv" else "")
     name += "".join(f", {k}={v}" for k, v in table.get("overrides", {}).items())
+    if table.get("ensemble"):
+        name += f", ensemble of seeds {table['ensemble']}"
     lines = [
         f"# One-class {table['dataset']}: {name}, {table['epochs']} epochs, seed {table['seed']}",
         "",
@@ -135,6 +192,9 @@ def markdown(table: dict) -> str:
         f"| **mean** | **{table['mean_auroc']:.1f}** | | {table['total_train_seconds']:.0f} total | | |"
     )
     lines.append("")
+    if table.get("ensemble"):
+        singles = ", ".join(f"{v:.1f}" for v in table["seed_mean_aurocs"])
+        lines.append(f"- single models, mean AUROC per seed {table['ensemble']}: {singles}")
     for ref, value in REFERENCES[table["dataset"]].items():
         lines.append(f"- {ref}: mean AUROC {value:.1f} (published)")
     if table["quick"]:
@@ -164,6 +224,12 @@ def main(argv=None) -> dict:
         "seed": args.seed,
         "quick": args.quick,
         "overrides": args.model,
+        "ensemble": args.ensemble,
+        "seed_mean_aurocs": [
+            100 * float(np.mean([r["seed_aurocs"][i] for r in rows])) for i in range(len(args.ensemble))
+        ]
+        if args.ensemble
+        else None,
         "classes": rows,
         "mean_auroc": 100 * sum(r["auroc"] for r in rows) / len(rows),
         "total_train_seconds": sum(r["train_seconds"] for r in rows),
@@ -173,6 +239,7 @@ def main(argv=None) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"one_class_{args.dataset}_{args.detector}" + ("_conv" if args.arch == "conv" else "")
+    stem += f"_ens{len(args.ensemble)}" if args.ensemble else ""
     stem += (f"_{args.tag}" if args.tag else "") + ("_quick" if args.quick else "")
     (out / f"{stem}.json").write_text(json.dumps(table, indent=2, default=str) + "\n")
     (out / f"{stem}.md").write_text(markdown(table))

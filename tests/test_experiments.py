@@ -58,3 +58,15 @@ def test_one_class_model_overrides(tmp_path):
         one_class.parse_args(["--model", "latent"])
     with pytest.raises(ValueError, match="no option"):
         one_class.main(["--dataset", "digits", "--classes", "0", "--model", "nosuch=1"])
+
+
+def test_one_class_seed_ensemble(tmp_path):
+    one_class = _module("one_class")
+    argv = ["--dataset", "digits", "--classes", "0", "--epochs", "10", "--out", str(tmp_path)]
+    single = one_class.main(argv)
+    table = one_class.main(argv + ["--ensemble", "0,1"])
+    row = table["classes"][0]
+    # seed 0's member is the single run (same split, same model seed, same library path)
+    assert abs(row["seed_aurocs"][0] - single["classes"][0]["auroc"]) < 1e-6
+    assert len(row["seed_aurocs"]) == 2 and row["auroc"] > 0.9
+    assert "ensemble of seeds [0, 1]" in (tmp_path / "one_class_digits_ae_ens2.md").read_text()
