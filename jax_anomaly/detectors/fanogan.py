@@ -194,9 +194,7 @@ def fit(cfg: FAnoGANConfig, train: TrainConfig, x_train, x_val=None, *, key, pro
         x_train,
         enc_train,
         key=enc_key,
-        eval_fn=(lambda state, x: {"loss": jnp.mean(loss_of(state.params, x)["score"])})
-        if x_val is not None
-        else None,
+        eval_fn=eval_fn if x_val is not None else None,
         val_data=x_val,
         progress=progress,
     )
