@@ -133,7 +133,7 @@ def fit(cfg: AEConfig, train: TrainConfig, x_train, x_val=None, *, key, progress
         x_train,
         train,
         key=key,
-        eval_fn=make_eval_fn(cfg) if x_val is not None else None,
+        eval_fn=make_eval_fn(cfg),
         val_data=x_val,
         progress=progress,
     )

@@ -157,13 +157,16 @@ def train_with_config(
     progress=True,
 ):
     """Initialises a state with ``init_state(key)`` and trains it with the on-device epoch
-    loop under ``train``'s settings. Returns ``(state, FitResult)``.
+    loop under ``train``'s settings. Returns ``(state, FitResult)``. ``eval_fn`` (the
+    validation loss) is used only when ``val_data`` is given.
 
     Raises:
       ValueError: early stopping asked for (``train.patience``) without a validation loss.
     """
     from jax_anomaly.training import fit
 
+    if val_data is None:
+        eval_fn = None
     if train.patience is not None and eval_fn is None:
         raise ValueError(
             f"early stopping (patience) needs a validation loss: detector '{name}' has none here "

@@ -194,7 +194,7 @@ def fit(cfg: FAnoGANConfig, train: TrainConfig, x_train, x_val=None, *, key, pro
         x_train,
         enc_train,
         key=enc_key,
-        eval_fn=eval_fn if x_val is not None else None,
+        eval_fn=eval_fn,
         val_data=x_val,
         progress=progress,
     )

@@ -203,7 +203,7 @@ def fit(cfg: VAEConfig, train: TrainConfig, x_train, x_val=None, *, key, progres
         x_train,
         train,
         key=key,
-        eval_fn=make_eval_fn(cfg, n_features) if x_val is not None else None,
+        eval_fn=make_eval_fn(cfg, n_features),
         val_data=x_val,
         progress=progress,
     )
