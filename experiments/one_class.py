@@ -28,6 +28,7 @@ import numpy as np
 
 from jax_anomaly import DataConfig, RunConfig, TrainConfig, run
 from jax_anomaly.config import to_dict
+from jax_anomaly.sharding import use_cpu_cores_as_devices
 from jax_anomaly.detectors import detector_names
 from jax_anomaly.estimators import estimator_for
 from jax_anomaly.metrics import ranking_metrics
@@ -204,6 +205,7 @@ def markdown(table: dict) -> str:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    use_cpu_cores_as_devices()  # as the CLI does: one CPU device per core for scoring
     if args.quick:
         args.epochs, args.classes = 1, "0,1"
     rows = []

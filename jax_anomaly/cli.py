@@ -113,7 +113,8 @@ def _add_run_flags(p: argparse.ArgumentParser, *, defaults: dict) -> None:
     g.add_argument("--seed", type=int, default=0, help="seed of every random choice (default: %(default)s)")
     g = p.add_argument_group("devices")
     g.add_argument(
-        "--devices", type=int, help="train and score data-parallel over the first N devices (default: all)"
+        "--devices", type=int, help="train and score data-parallel over the first N devices (default: all; "
+        "training on a single-host CPU uses one)"
     )
     g.add_argument(
         "--distributed",
@@ -315,6 +316,10 @@ def config_from_args(args: argparse.Namespace):
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (0 ok, 2 bad input or data, 1 training diverged)."""
     args = build_parser().parse_args(argv)
+    if not getattr(args, "distributed", False) and getattr(args, "which", None) != "scaling":
+        from jax_anomaly.sharding import use_cpu_cores_as_devices
+
+        use_cpu_cores_as_devices()  # one CPU device per core for scoring (GPUs unaffected)
     from jax_anomaly.runner import print_summary, run
     from jax_anomaly.training import TrainingDivergedError
 

@@ -17,7 +17,8 @@ class TrainConfig:
 
     ``b1=None`` takes the detector's own default (0.9 for autoencoders, 0.5 for GANs, whose
     MLP discriminator otherwise overpowers the generator and training collapses).
-    ``devices``: train data-parallel over the first N devices (None: all visible).
+    ``devices``: train data-parallel over the first N devices (None: all visible; one on a
+    single-host CPU, whose devices share its cores).
     ``checkpoint``: file written every ``checkpoint_every`` epochs (default 1; atomically);
     ``resume`` continues from it. The runner sets the file inside the run folder.
     """

@@ -349,6 +349,9 @@ def main_for(cfg: RunConfig, argv: list[str] | None = None) -> dict:
     p.add_argument("--data-dir", default=cfg.data.data_dir)
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
+    from jax_anomaly.sharding import use_cpu_cores_as_devices
+
+    use_cpu_cores_as_devices()  # as the CLI does: one CPU device per core for scoring
     cfg = dataclasses.replace(
         cfg,
         out=args.out,

@@ -41,6 +41,40 @@ def make_mesh(devices: int | None = None) -> Mesh:
     return Mesh(np.asarray(available[:n]), (AXIS,))
 
 
+def train_devices(devices: int | None) -> int | None:
+    """The device count training uses for ``devices`` (None: all visible), except that a
+    single-host CPU trains on one device: its devices share the same cores, and splitting
+    each batch over them only adds the gradient all-reduce (measured on 2 cores with one
+    device per core: AE training 1.6x, GAN training 2.3x slower than on one device)."""
+    if devices is None and jax.default_backend() == "cpu" and jax.process_count() == 1:
+        return 1
+    return devices
+
+
+def use_cpu_cores_as_devices(cores: int | None = None) -> int | None:
+    """Makes JAX expose one CPU device per core (``jax_num_cpu_devices``), so scoring, which
+    shards samples over all devices, runs one program per core: on 2 cores the AnoGAN
+    search ran about 10 % faster than one program using both cores (README; measured on 2
+    cores only). Training is not affected (``train_devices``).
+
+    Only possible before JAX starts its backends, and skipped when the user chose a device
+    count (``--xla_force_host_platform_device_count`` in ``XLA_FLAGS``, or the config
+    already set). Returns the device count set, or None when nothing was changed.
+    """
+    import os
+
+    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return None
+    if jax.config.jax_num_cpu_devices not in (-1, None):
+        return None
+    cores = cores or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
+    try:
+        jax.config.update("jax_num_cpu_devices", int(cores))
+    except RuntimeError:  # JAX already started: keep its devices
+        return None
+    return int(cores)
+
+
 def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 

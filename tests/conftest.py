@@ -7,6 +7,9 @@ from jax_anomaly.config import DataConfig, TrainConfig
 from jax_anomaly.runner import RunConfig, prepare_data
 
 jax.config.update("jax_debug_key_reuse", True)
+# One CPU device for the whole session: the CLI's one-device-per-core setting
+# (sharding.use_cpu_cores_as_devices) must not depend on which test starts JAX first.
+jax.config.update("jax_num_cpu_devices", 1)
 # Equivalence tests compare algorithms, not matmul units: on GPUs the default fp32 matmul
 # is TF32, whose rounding differs between a batched and a per-sample call.
 jax.config.update("jax_default_matmul_precision", "float32")

@@ -68,3 +68,32 @@ def test_pad_rows():
     assert padded.shape == (8, 2)
     np.testing.assert_array_equal(padded[:5], x)
     assert sharding.pad_rows(x, 5) is x
+
+
+def _fresh_process(code: str, **env) -> list[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "", **env},
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout.split()
+
+
+def test_cpu_cores_become_devices_only_before_jax_starts():
+    code = (
+        "import jax\nfrom jax_anomaly import sharding\n"
+        "first = sharding.use_cpu_cores_as_devices(3)\n"
+        "print(first, jax.device_count(), sharding.train_devices(None), sharding.train_devices(2),"
+        " sharding.use_cpu_cores_as_devices(2))"
+    )
+    # one device per core for scoring; training on a CPU stays on one device unless asked
+    assert _fresh_process(code) == ["3", "3", "1", "2", "None"]
+    # a count the user chose is kept
+    assert _fresh_process(code, XLA_FLAGS="--xla_force_host_platform_device_count=2") == [
+        "None", "2", "1", "2", "None"
+    ]
+    started = "import jax\njax.devices()\nfrom jax_anomaly import sharding\nprint(sharding.use_cpu_cores_as_devices(3), jax.device_count())"
+    assert _fresh_process(started) == ["None", "1"]

@@ -16,7 +16,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from jax_anomaly import persistence
-from jax_anomaly.sharding import constrain_rows, make_mesh, padded_size, replicate
+from jax_anomaly.sharding import constrain_rows, make_mesh, padded_size, replicate, train_devices
 from jax_anomaly.training.progress import Progress
 
 # step(state, batch, mask, key) -> (state, metrics); mask is 1.0 for real rows, 0.0 for padding.
@@ -159,8 +159,9 @@ def fit(
       drop_remainder: drop the last partial batch instead of padding it with a mask.
       unroll: ``lax.scan`` unroll factor.
       progress: show a progress line (or pass a ``Progress``).
-      devices: train data-parallel over the first ``devices`` devices (None: all visible);
-        state and data are replicated, each batch is split over the devices.
+      devices: train data-parallel over the first ``devices`` devices (None: all visible,
+        but one on a single-host CPU, see ``sharding.train_devices``); state and data are
+        replicated, each batch is split over the devices.
       checkpoint: file to write a checkpoint to every ``checkpoint_every`` epochs and at the
         end (atomically: a crash mid-write keeps the previous one). Training diverging
         leaves the last good checkpoint in place.
@@ -187,7 +188,7 @@ def fit(
     if resume and checkpoint is None:
         raise ValueError("resume needs a checkpoint file")
     batch_size = min(batch_size, n)
-    mesh = make_mesh(devices)
+    mesh = make_mesh(train_devices(devices))
     epoch_fn = make_epoch_fn(
         step, n=n, batch_size=batch_size, drop_remainder=drop_remainder, unroll=unroll, mesh=mesh
     )
