@@ -280,14 +280,11 @@ def _time_search(cfg, fitted, x, key, repeats: int, adjacent_peaks: bool = False
     machine drifts by 20-40 % within a run.
     """
     from jax_anomaly.detectors import anogan
-    from jax_anomaly.sharding import make_mesh, pad_rows, replicate, rows
+    from jax_anomaly.sharding import make_mesh, place_samples
 
     n, mesh = len(x), make_mesh()
     search = anogan.search_for(cfg, fitted.n_features, n, mesh)
-    z0 = anogan.initial_latents(cfg, x, key)
-    d = mesh.devices.size
-    x, z0 = (jax.device_put(pad_rows(np.asarray(a), d), rows(mesh)) for a in (x, z0))
-    params = replicate(fitted.params, mesh)
+    params, (x, z0) = place_samples(mesh, fitted.params, x, anogan.initial_latents(cfg, x, key))
     t0 = time.perf_counter()
     compiled = search.lower(params, x, z0).compile()
     compile_s = time.perf_counter() - t0
@@ -304,7 +301,7 @@ def _time_search(cfg, fitted, x, key, repeats: int, adjacent_peaks: bool = False
         "times": times,
         "peaks": peaks,
         "scores": np.asarray(out["score"])[:n],
-        "devices": d,
+        "devices": mesh.devices.size,
     }
 
 

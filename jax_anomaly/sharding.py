@@ -121,13 +121,19 @@ def shard_samples(local_fn: Callable, mesh: Mesh) -> Callable:
     return jax.jit(fn)
 
 
+def place_samples(mesh: Mesh, params, *xs) -> tuple:
+    """``(params, xs)`` placed for a ``shard_samples`` function: ``params`` replicated, each
+    array of ``xs`` padded to a multiple of the device count and split by rows."""
+    d = mesh.devices.size
+    return replicate(params, mesh), tuple(jax.device_put(pad_rows(np.asarray(x), d), rows(mesh)) for x in xs)
+
+
 def map_samples(fn: Callable, mesh: Mesh, params, *xs) -> dict:
     """Runs a ``shard_samples`` function on any number of samples: pads the rows to a
     multiple of the device count, shards them, and returns NumPy outputs for the real rows."""
     n = len(xs[0])
-    d = mesh.devices.size
-    xs = tuple(jax.device_put(pad_rows(np.asarray(x), d), rows(mesh)) for x in xs)
-    out = fn(replicate(params, mesh), *xs)
+    params, xs = place_samples(mesh, params, *xs)
+    out = fn(params, *xs)
     if jax.process_count() > 1:  # rows live on other hosts too: gather them everywhere
         from jax.experimental import multihost_utils
 
