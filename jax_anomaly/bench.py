@@ -354,11 +354,11 @@ def bench_anogan(
     train = TrainConfig(epochs=gan_epochs, batch_size=128)
     trained = anogan.fit(cfg, train, x_train, key=jax.random.key(0), progress=False)
     epoch_s = [h["seconds"] for h in trained.result.history]
-    gan_epoch_s = float(np.median(epoch_s[1:] or epoch_s))
+    steady = epoch_s[1:] or epoch_s
     result.update(
         gan_epochs=gan_epochs,
         gan_compile_seconds=trained.result.compile_seconds,
-        gan_train_samples_per_second=len(x_train) / gan_epoch_s,
+        gan_train_samples_per_second=len(x_train) / float(np.median(steady)),
     )
     fitted = dataclasses.replace(loaded, config=cfg) if loaded else trained
     flops = anogan_search_flops(cfg, x_test.shape[1])
@@ -393,7 +393,7 @@ def bench_anogan(
     for n in sizes:
         result[f"n{n}_fraction_of_peak"] = result[f"n{n}_gflops"] / best_peak
     gan = step_breakdown(
-        anogan.make_train_step(cfg), trained.state, x_train[:128], len(x_train), min(epoch_s[1:] or epoch_s), best_peak
+        anogan.make_train_step(cfg), trained.state, x_train[: train.batch_size], len(x_train), min(steady), best_peak
     )
     result.update({f"gan_{k}": v for k, v in gan.items()})
     result["gan_train_gflops"] = result["gan_train_samples_per_second"] * gan["step_flops_per_sample"] / 1e9
