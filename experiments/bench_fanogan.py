@@ -6,18 +6,12 @@ Trains f-AnoGAN (the tutorial MLP GAN, then the izi_f encoder), then times scori
 encoder (one forward pass per sample) and with AnoGAN's search (`mnist_fast`: 25 steps,
 best of 16 z0; `mnist_tutorial`: 500 steps) on the first 2,000 test images, compile time
 apart, and reports AUROC and seconds per 10k test samples for each. About 6-8 minutes on 2
-CPU cores, most of it the 500-step search.
+CPU cores, most of it the 500-step search (= `jax-anomaly bench fanogan`).
 """
 
-import argparse
+import sys
 
-from jax_anomaly.bench import bench_fanogan
+from jax_anomaly.cli import main
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser()
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--search-samples", type=int, default=2000)
-    p.add_argument("--data-dir")
-    p.add_argument("--out", default="results/bench_fanogan.json")
-    a = p.parse_args()
-    bench_fanogan(epochs=a.epochs, search_samples=a.search_samples, data_dir=a.data_dir, out=a.out)
+    sys.exit(main(["bench", "fanogan", *sys.argv[1:]]))

@@ -2,11 +2,13 @@
 
     python experiments/custom_detector.py                 # digits, digit 0 normal, ~20 s on 2 cores
     python experiments/custom_detector.py --dataset mnist --epochs 10
+    jax-anomaly run --plugin experiments/custom_detector.py --detector deep_svdd --out-dim 8
 
-A new method is a model (a Flax module), a loss (a train step) and a score function,
-registered as a ``Detector``; the runner, CLI flags, thresholds, metrics, plots and
-save/load then work for it unchanged. ``docs/extending.md`` walks through this file.
-Expected: AUROC around 0.99 on digits (digit 0 normal), printed with the run summary.
+A new method is a config, a training phase (init, step) and a score written for one sample,
+registered as a ``Detector``; the runner, the CLI (its config's fields become flags),
+the estimators, thresholds, metrics, plots and save/load then work for it unchanged.
+``docs/extending.md`` walks through this file. Expected: AUROC around 0.99 on digits
+(digit 0 normal), printed with the run summary.
 """
 
 from __future__ import annotations
@@ -20,28 +22,27 @@ import jax.numpy as jnp
 from flax.training import train_state
 
 from jax_anomaly import DataConfig, RunConfig, TrainConfig, run
-from jax_anomaly.detectors import (
-    Detector,
-    Fitted,
-    adam,
-    check_features,
-    detector_names,
-    register,
-    score_rows,
-    train_with_config,
-)
+from jax_anomaly.detectors import Detector, Phase, adam, register
 from jax_anomaly.runner import print_summary
 
 
-# 1. The hyperparameters: a frozen dataclass, validated on construction.
+# 1. The hyperparameters: a frozen dataclass, validated on construction. The Attributes
+# below become the CLI flags' help (--hidden, --out-dim).
 @dataclasses.dataclass(frozen=True)
 class SVDDConfig:
+    """Deep SVDD's network.
+
+    Attributes:
+      hidden: hidden layer sizes of the feature network (no biases).
+      out_dim: size of the feature space holding the centre.
+    """
+
     hidden: tuple[int, ...] = (64, 32)
-    out: int = 16
+    out_dim: int = 16
 
     def __post_init__(self):
-        if self.out < 1 or any(h < 1 for h in self.hidden):
-            raise ValueError(f"layer sizes must be >= 1, got hidden {self.hidden}, out {self.out}")
+        if self.out_dim < 1 or any(h < 1 for h in self.hidden):
+            raise ValueError(f"layer sizes must be >= 1, got hidden {self.hidden}, out_dim {self.out_dim}")
 
 
 # 2. The model. Deep SVDD's network has no bias terms: with them it could map everything to
@@ -57,15 +58,18 @@ class SVDDNet(nn.Module):
         return nn.Dense(self.out, use_bias=False, name="out")(x)
 
 
-def init_state(cfg: SVDDConfig, train: TrainConfig, n_features: int, key, x_train=None):
-    """Parameters ``{'net', 'center'}``; the centre c is the mean initial output on the
-    training data and never trained (the loss stops its gradient, so Adam leaves it as is)."""
-    net = SVDDNet(cfg.hidden, cfg.out)
-    params = net.init(key, jnp.zeros((1, n_features)))["params"]
-    center = jnp.zeros(cfg.out) if x_train is None else net.apply({"params": params}, x_train).mean(0)
-    return train_state.TrainState.create(
-        apply_fn=net.apply, params={"net": params, "center": center}, tx=adam(train)
-    )
+def init_state(cfg: SVDDConfig, train: TrainConfig, n_features: int, key):
+    """Parameters ``{'net', 'center'}`` with Adam; the centre is set by ``set_center``."""
+    net = SVDDNet(cfg.hidden, cfg.out_dim)
+    params = {"net": net.init(key, jnp.zeros((1, n_features)))["params"], "center": jnp.zeros(cfg.out_dim)}
+    return train_state.TrainState.create(apply_fn=net.apply, params=params, tx=adam(train))
+
+
+def set_center(cfg: SVDDConfig, state, x_train):
+    """The centre c: the mean initial output on the training data. It is never trained (the
+    loss stops its gradient, so Adam leaves it as is)."""
+    center = state.apply_fn({"params": state.params["net"]}, x_train).mean(0)
+    return state.replace(params={**state.params, "center": center})
 
 
 def distance(params, x, apply_fn):
@@ -76,7 +80,7 @@ def distance(params, x, apply_fn):
 
 # 3. The loss, as a train step ``(state, batch, mask, key) -> (state, metrics)``; ``mask``
 # is 0 on padding rows of the last batch.
-def make_train_step(cfg: SVDDConfig):
+def make_step(cfg: SVDDConfig, train: TrainConfig, n_features: int):
     def step(state, batch, mask, key):
         def loss_fn(params):
             d = distance(params, batch, state.apply_fn)
@@ -88,24 +92,10 @@ def make_train_step(cfg: SVDDConfig):
     return step
 
 
-def fit(cfg: SVDDConfig, train: TrainConfig, x_train, x_val=None, *, key, progress=True) -> Fitted:
-    x_train = check_features(x_train, what="training data")
-    state, result = train_with_config(
-        "deep_svdd",
-        lambda k: init_state(cfg, train, x_train.shape[1], k, x_train),
-        make_train_step(cfg),
-        x_train,
-        train,
-        key=key,
-        progress=progress,
-    )
-    return Fitted("deep_svdd", cfg, state.params, result, x_train.shape[1], state=state)
-
-
-# 4. The score, written for one sample; ``score_rows`` vmaps it over chunks, shards the
-# rows over the devices and compiles it once per shape.
-def _make_one(cfg: SVDDConfig, n_features: int):
-    net = SVDDNet(cfg.hidden, cfg.out)
+# 4. The score, written for one sample; the package vmaps it over chunks, shards the rows
+# over the devices and compiles it once per shape.
+def make_sample_scorer(cfg: SVDDConfig, n_features: int):
+    net = SVDDNet(cfg.hidden, cfg.out_dim)
 
     def one(params, x):
         return {"score": distance(params, x, net.apply), "z": net.apply({"params": params["net"]}, x)}
@@ -113,23 +103,17 @@ def _make_one(cfg: SVDDConfig, n_features: int):
     return one
 
 
-def score(fitted: Fitted, x, *, key=None, devices=None):
-    x = check_features(x, fitted.n_features)
-    return score_rows(_make_one, fitted, x, devices=devices)
-
-
-# 5. Register it: from here on it is ``--detector deep_svdd`` / ``RunConfig(detector=...)``.
+# 5. Register it: from here on it is ``--detector deep_svdd`` / ``AnomalyDetector("deep_svdd")``
+# / ``jax_anomaly.DeepSVDD``.
 DETECTOR = register(
     Detector(
         name="deep_svdd",
         description="Deep SVDD: distance to a fixed centre in a learned feature space",
         config_cls=SVDDConfig,
-        presets={"default": SVDDConfig(), "tiny": SVDDConfig(hidden=(16,), out=4)},
-        preset_for=lambda dataset: "default",
-        input_range="unit",
-        fit=fit,
-        score=score,
-        init_state=init_state,
+        presets={"default": SVDDConfig(), "tiny": SVDDConfig(hidden=(16,), out_dim=4)},
+        phases=(Phase("train", init_state, make_step, prepare_state=set_center),),
+        make_sample_scorer=make_sample_scorer,
+        estimator="DeepSVDD",
     )
 )
 
@@ -140,7 +124,6 @@ def main(argv=None) -> dict:
     p.add_argument("--epochs", type=int, default=50)
     p.add_argument("--out", help="run folder (default: none)")
     args = p.parse_args(argv)
-    assert "deep_svdd" in detector_names()
     summary = run(
         RunConfig(
             detector="deep_svdd",

@@ -3,7 +3,8 @@
     python experiments/fashion_mnist_ae.py [--out runs/fashion_mnist_ae] [--seed 0]
 
 10 epochs, batch 256; needs `apt-get install -y dataset-fashion-mnist` (or the IDX files
-under a data root). About 30 s on 2 CPU cores. Expected: see README's table.
+under a data root). About 30 s on 2 CPU cores. Expected:
+AUROC 0.910, AUPRC 0.928, F1 0.85 at the default threshold (docs/results.md).
 """
 
 from jax_anomaly import DataConfig, RunConfig, TrainConfig

@@ -4,7 +4,8 @@
 
 GAN trained 50 epochs on the digit-0 training images (batch 128, Adam lr 1e-3), images in
 [-1, 1]; AnoGAN with the tutorial loss (λ = 0.1, lr 1e-2, 500 iterations) on all 10,000
-test images in one compiled call. About 3 minutes on 2 CPU cores. Expected: see README.
+test images in one compiled call. About 3 minutes on 2 CPU cores. Expected:
+AUROC about 0.97 with 500 search steps (docs/results.md).
 """
 
 from jax_anomaly import DataConfig, RunConfig, TrainConfig

@@ -3,7 +3,7 @@
     python experiments/synthetic_ae.py [--out runs/synthetic_ae] [--seed 0]
 
 50 epochs, batch 32, threshold mean + 3 std of held-out normal scores. About 10 s on
-2 CPU cores. Expected: AUROC about 1.0 (see README).
+2 CPU cores. Expected: AUROC 1.000, F1 0.88 at mean+3std (docs/results.md).
 """
 
 from jax_anomaly import DataConfig, RunConfig, TrainConfig

@@ -1,30 +1,33 @@
 """jax_anomaly: anomaly detection with autoencoders and GANs in JAX/Flax."""
 
-__version__ = "0.1.0"
+from jax_anomaly import estimators as _estimators
+from jax_anomaly.config import DataConfig, TrainConfig
+from jax_anomaly.environment import VERSION as __version__
+from jax_anomaly.estimators import AnomalyDetector, load
+from jax_anomaly.runner import RunConfig, run
 
-from jax_anomaly.config import DataConfig, TrainConfig  # noqa: E402
-from jax_anomaly.estimators import (  # noqa: E402
-    VAE,
-    AdversarialAutoEncoder,
-    AnoGAN,
-    AnomalyDetector,
-    AutoEncoder,
-    FAnoGAN,
-    load,
-)
-from jax_anomaly.runner import RunConfig, run  # noqa: E402
 
-__all__ = [
-    "VAE",
-    "AdversarialAutoEncoder",
-    "AnoGAN",
+def __getattr__(name: str):
+    """The estimator classes of the registered detectors (``AutoEncoder``, ``VAE``, ...)."""
+    if not name.startswith("_"):
+        try:
+            return getattr(_estimators, name)
+        except AttributeError:
+            pass
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted({*globals(), *_estimators.estimator_names()})
+
+
+__all__ = [  # noqa: PLE0604  (the estimator classes come from the registry)
     "AnomalyDetector",
-    "AutoEncoder",
     "DataConfig",
-    "FAnoGAN",
     "RunConfig",
     "TrainConfig",
     "__version__",
     "load",
     "run",
+    *_estimators.estimator_names(),
 ]

@@ -1,4 +1,10 @@
-"""The ``jax-anomaly`` command: parse flags, build a ``RunConfig``, call the library."""
+"""The ``jax-anomaly`` command: parse flags, build a ``RunConfig``, call the library.
+
+Every ``run`` flag comes from a config dataclass field (``DataConfig``, ``TrainConfig``,
+``RunConfig``, and each registered detector's config): its name (``--batch-size``), type,
+default and help (the class's ``Attributes:`` docstring). A detector flag that the chosen
+detector's config does not have is an error, never silently ignored.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +12,21 @@ import argparse
 import dataclasses
 import datetime
 import sys
+import types
+import typing
+
+import jax
 
 from jax_anomaly import thresholds
-from jax_anomaly.config import MATMUL_PRECISIONS
+from jax_anomaly.benchmarks.cli import add_bench_parser, run_bench
+from jax_anomaly.config import DataConfig, TrainConfig, field_docs
+from jax_anomaly.detectors import detector_names, get_detector, load_plugin, registry
+from jax_anomaly.runner import RunConfig, print_summary, run
+from jax_anomaly.sharding import use_cpu_cores_as_devices
+from jax_anomaly.training import TrainingDivergedError
 
 EXIT_USAGE = 2
+MODEL_DEST = "model__"  # argparse dest prefix of detector config fields
 
 
 def _int_tuple(text: str) -> tuple[int, ...]:
@@ -20,135 +36,126 @@ def _int_tuple(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{text}'") from None
 
 
-def _add_run_flags(p: argparse.ArgumentParser, *, defaults: dict) -> None:
-    from jax_anomaly.detectors import detector_names
+def _bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes"):
+        return True
+    if text.lower() in ("0", "false", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got '{text}'")
 
-    g = p.add_argument_group("data")
+
+def flag_name(field: dataclasses.Field) -> str:
+    return field.metadata.get("flag", "--" + field.name.replace("_", "-"))
+
+
+def _kind(cls, field: dataclasses.Field):
+    """The argparse form of a field's type: a converter, ``bool``, ``'append'``, or None
+    (no flag: nested configs and dicts)."""
+    if field.metadata.get("cli") is False:
+        return None
+    hint = typing.get_type_hints(cls)[field.name]
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        hint = str if str in args else args[0]
+    if hint in (int, float, str, bool):
+        return hint
+    if typing.get_origin(hint) is tuple:
+        return _int_tuple if typing.get_args(hint)[0] is int else "append"
+    return None
+
+
+def add_config_flags(group, cls, *, defaults: dict | None = None, dest_prefix: str = "", only=None) -> list:
+    """Adds one flag per field of the dataclass ``cls`` to ``group``. Returns the fields added.
+
+    ``defaults`` overrides field defaults; with ``dest_prefix`` (detector options) every
+    default is None, meaning "not given: the preset's value".
+    """
+    docs, added = field_docs(cls), []
+    for f in dataclasses.fields(cls):
+        kind = _kind(cls, f)
+        if kind is None or (only is not None and f.name not in only):
+            continue
+        default = None if dest_prefix else (defaults or {}).get(f.name, f.default)
+        help_text = docs.get(f.name, "").replace("%", "%%")
+        kw = {"dest": dest_prefix + f.name, "help": help_text}
+        if kind is not bool or dest_prefix:
+            kw["metavar"] = f.name.upper()
+        aliases = tuple(f.metadata.get("aliases", ()))
+        if kind is bool and not dest_prefix:
+            kw["action"] = "store_false" if default else "store_true"
+            kw["default"] = default
+        elif kind == "append":
+            kw.update(action="append", default=list(default or ()))
+        else:
+            kw.update(type=_bool if kind is bool else kind, default=default)
+            if "choices" in f.metadata:
+                kw["choices"] = f.metadata["choices"]
+            if default is not None:
+                kw["help"] += " (default: %(default)s)"
+        group.add_argument(flag_name(f), *aliases, **kw)
+        added.append(f)
+    return added
+
+
+def detector_options() -> dict[str, list[str]]:
+    """Each detector config field (by name) and the detectors whose config has it.
+
+    Raises:
+      RuntimeError: two detectors give a field of one name different types.
+    """
+
+    owners, kinds = {}, {}
+    for name, det in sorted(registry().items()):
+        for f in dataclasses.fields(det.config_cls):
+            kind = _kind(det.config_cls, f)
+            if kinds.setdefault(f.name, kind) is not kind:
+                raise RuntimeError(
+                    f"detector '{name}' gives option '{f.name}' another type than {owners[f.name]}"
+                )
+            owners.setdefault(f.name, []).append(name)
+    return owners
+
+
+def _add_run_flags(p: argparse.ArgumentParser, *, defaults: dict) -> None:
+
+    add_config_flags(p.add_argument_group("data"), DataConfig, defaults=defaults)
+    g = p.add_argument_group("run")
+    add_config_flags(g, RunConfig, defaults=defaults, only=("detector",))
+    p._option_string_actions["--detector"].choices = detector_names()
+    add_config_flags(g, RunConfig, defaults=defaults, only=("preset", "seed", "out", "precision"))
     g.add_argument(
-        "--dataset",
-        default=defaults["dataset"],
-        help="mnist, fashion_mnist, digits, synthetic, npz:PATH or csv:PATH (default: %(default)s)",
+        "--plugin", action="append", default=[], help="import MODULE (or FILE.py) that registers detectors"
     )
-    g.add_argument(
-        "--normal",
-        default=defaults["normal"],
-        help="normal class(es), e.g. 0 or 0,1,2,3,4 (default: %(default)s)",
-    )
-    g.add_argument(
-        "--data-dir",
-        help="data root searched first (then $JAX_ANOMALY_DATA, ../shared/data, /usr/share/datasets)",
-    )
-    g.add_argument(
-        "--source",
-        choices=["local", "tfds"],
-        default="local",
-        help="read IDX files (local) or tensorflow-datasets (needs TensorFlow + internet)",
-    )
-    g.add_argument(
-        "--val-fraction", type=float, default=0.1, help="normal training data held out (default: %(default)s)"
-    )
-    g.add_argument(
-        "--test-fraction",
-        type=float,
-        default=0.3,
-        help="test split for data sets without one (default: %(default)s)",
-    )
-    g.add_argument("--label-column", default="label", help="label column of csv:PATH data (1 = anomaly)")
-    g = p.add_argument_group("model and training")
-    g.add_argument("--detector", default="ae", choices=detector_names(), help="(default: %(default)s)")
-    g.add_argument("--preset", help="detector preset (default: the one for the data set)")
-    g.add_argument("--hidden", type=_int_tuple, help="hidden layer sizes, e.g. 128,64,12")
-    g.add_argument("--latent", type=int, help="latent size")
-    g.add_argument("--loss", choices=["mse", "bce"], help="autoencoder loss (ae, aae)")
-    g.add_argument(
-        "--arch",
-        choices=["dense", "conv"],
-        help="networks: dense MLPs or convolutional (conv AE/VAE/AAE, DCGAN; square images)",
-    )
-    g.add_argument("--channels", type=_int_tuple, help="conv channels per stride-2 level, e.g. 32,64")
-    g = p.add_argument_group("VAE (--detector vae) and AAE (--detector aae)")
-    g.add_argument("--beta", type=float, help="VAE: weight of the KL term (default 1, the ELBO)")
-    g.add_argument("--likelihood", choices=["bernoulli", "gaussian"], help="VAE decoder distribution")
-    g.add_argument(
-        "--vae-score",
-        choices=["recon_prob", "elbo", "recon"],
-        help="VAE score: -log reconstruction probability (default), negative ELBO, or squared error",
-    )
-    g.add_argument("--mc-samples", type=int, help="VAE: Monte-Carlo samples L per test sample (10)")
-    g.add_argument("--prior-weight", type=float, help="AAE: weight of the codes' -log prior density (0)")
-    g = p.add_argument_group("f-AnoGAN (--detector fanogan)")
-    g.add_argument("--kappa", type=float, help="weight of the discriminator-feature residual (1)")
-    g.add_argument("--encoder-epochs", type=int, help="epochs of the encoder phase (default: --epochs)")
-    g = p.add_argument_group("AnoGAN scoring (--detector anogan)")
-    g.add_argument(
-        "--search-steps", type=int, help="Adam steps of the latent search per sample (default 500)"
-    )
-    g.add_argument("--search-lr", type=float, help="learning rate of the latent search (default 1e-2)")
-    g.add_argument(
-        "--lambda", dest="lam", type=float, help="weight of the discriminator part, in [0, 1] (0.1)"
-    )
-    g.add_argument("--anogan-loss", choices=["tutorial", "paper"], help="search loss (default tutorial)")
-    g.add_argument("--score-batch", type=int, help="samples per vmapped chunk (default: chosen from N)")
-    g.add_argument("--search-schedule", choices=["constant", "cosine"], help="step size schedule (constant)")
-    g.add_argument("--search-init", type=int, help="random initial latents per sample, best one kept (1)")
-    g = p.add_argument_group("optimiser")
-    g.add_argument("--b1", type=float, help="Adam beta1 (default: 0.9 for autoencoders, 0.5 for GANs)")
-    g.add_argument("--b2", type=float, default=0.999, help="Adam beta2 (default: %(default)s)")
-    g.add_argument("--epochs", type=int, default=defaults["epochs"], help="(default: %(default)s)")
-    g.add_argument("--batch-size", type=int, default=defaults["batch_size"], help="(default: %(default)s)")
-    g.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: %(default)s)")
-    g.add_argument("--patience", type=int, help="early stopping patience in epochs (validation loss)")
-    g.add_argument("--drop-remainder", action="store_true", help="drop the last partial batch of each epoch")
-    g.add_argument(
-        "--checkpoint-every",
-        type=int,
-        help="write <out>/checkpoint.msgpack every N epochs (atomically; the last one survives a crash)",
-    )
-    g.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the run in --out from its checkpoint (same flags and seed): ends with the same "
-        "parameters as an uninterrupted run",
-    )
-    g.add_argument("--seed", type=int, default=0, help="seed of every random choice (default: %(default)s)")
-    g = p.add_argument_group("devices")
-    g.add_argument(
-        "--devices", type=int, help="train and score data-parallel over the first N devices (default: all; "
-        "training on a single-host CPU uses one)"
-    )
+    add_config_flags(p.add_argument_group("training"), TrainConfig, defaults=defaults)
+    g = p.add_argument_group("thresholds and output")
+    add_config_flags(g, RunConfig, only=("threshold", "compare_thresholds", "plots", "progress"))
+    p._option_string_actions["--threshold"].help = f"{thresholds.SPEC_HELP} (default: %(default)s)"
+    p._option_string_actions["--threshold"].default = thresholds.DEFAULT_THRESHOLD
+    g = p.add_argument_group("detector options (each applies to the detectors in brackets)")
+    seen = set()
+    for _, det in sorted(registry().items()):
+        fields = [f.name for f in dataclasses.fields(det.config_cls) if f.name not in seen]
+        for f in add_config_flags(g, det.config_cls, dest_prefix=MODEL_DEST, only=fields):
+            seen.add(f.name)
+    for option, owners in detector_options().items():
+        action = p._option_string_actions.get("--" + option.replace("_", "-"))
+        if action is None:
+            action = next(a for a in p._actions if a.dest == MODEL_DEST + option)
+        action.help = f"[{', '.join(owners)}] {action.help}"
+    g = p.add_argument_group("multi-host")
     g.add_argument(
         "--distributed",
         action="store_true",
-        help="multi-host: call jax.distributed.initialize() first; on SLURM or Cloud TPU it finds "
-        "its peers, elsewhere give the three flags below (see README)",
+        help="call jax.distributed.initialize() first; on SLURM or Cloud TPU it finds its peers, "
+        "elsewhere give the three flags below (see README)",
     )
     g.add_argument("--coordinator", help="with --distributed: HOST:PORT of process 0")
     g.add_argument("--num-processes", type=int, help="with --distributed: number of processes")
     g.add_argument("--process-id", type=int, help="with --distributed: this process's index")
-    g = p.add_argument_group("scoring and output")
-    g.add_argument(
-        "--threshold",
-        default=thresholds.DEFAULT_THRESHOLD,
-        help="percentile:Q, mean_std:K, contamination:C, test_percentile:Q or best_f1 (oracle) "
-        "(default: %(default)s)",
-    )
-    g.add_argument(
-        "--compare-threshold",
-        action="append",
-        default=[],
-        help="another threshold spec to report beside the main one (repeatable)",
-    )
-    g.add_argument("--out", help="run folder (default: runs/<detector>-<dataset>-<time>)")
-    g.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    g.add_argument("--quiet", action="store_true", help="no progress line")
-    g.add_argument(
-        "--precision",
-        choices=sorted(MATMUL_PRECISIONS),
-        help="matmul precision of training and scoring (default: the backend's; TF32 on recent GPUs)",
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:
+
     parser = argparse.ArgumentParser(
         prog="jax-anomaly", description="Anomaly detection with autoencoders and GANs in JAX/Flax."
     )
@@ -156,181 +163,98 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser(
         "demo", help="dense autoencoder on the bundled 8x8 digits, digit 0 normal (no download)"
     )
-    _add_run_flags(demo, defaults={"dataset": "digits", "normal": "0", "epochs": 100, "batch_size": 32})
+    _add_run_flags(demo, defaults={"epochs": 100, "batch_size": 32})
     run = sub.add_parser("run", help="train a detector, score the test split, write a run folder")
-    _add_run_flags(run, defaults={"dataset": "digits", "normal": "0", "epochs": 20, "batch_size": 128})
-    bench = sub.add_parser("bench", help="throughput benchmarks (JSON out)")
-    bsub = bench.add_subparsers(dest="which", required=True)
-    b = bsub.add_parser("ae", help="dense AE training/scoring throughput on Fashion-MNIST class 0")
-    b.add_argument("--epochs", type=int, default=20)
-    b.add_argument("--batch-size", type=int, default=128)
-    b.add_argument("--unroll", type=int, default=1, help="lax.scan unroll factor")
-    b.add_argument("--data-dir")
-    b.add_argument("--out", default="results/bench_ae.json")
-    b = bsub.add_parser("anogan", help="AnoGAN search throughput on MNIST and the AUROC/time trade-off")
-    b.add_argument("--run", help="run folder of experiments/mnist_anogan.py to take the GAN from")
-    b.add_argument(
-        "--gan-epochs",
-        type=int,
-        default=50,
-        help="GAN training epochs timed here (the search uses this GAN unless --run)",
-    )
-    b.add_argument("--sizes", type=_int_tuple, default=(1000, 10000), help="test set sizes to time")
-    b.add_argument("--steps", type=int, default=500, help="search iterations")
-    b.add_argument("--no-curve", action="store_true", help="skip the trade-off curve")
-    b.add_argument(
-        "--precisions",
-        type=lambda s: tuple(p for p in s.split(",") if p),
-        default=(),
-        help="also time the whole-set search under these matmul precisions, e.g. "
-        "float32,tf32,bf16 (scores compared with the first)",
-    )
-    b.add_argument("--data-dir")
-    b.add_argument("--out", default="results/bench_anogan.json")
-    b = bsub.add_parser("scaling", help="data-parallel throughput on 1, 2, 4, 8 devices")
-    b.add_argument(
-        "--cpu-devices",
-        type=int,
-        default=8,
-        help="virtual CPU devices to create when running on CPU (default: %(default)s)",
-    )
-    b.add_argument("--device-counts", type=_int_tuple, default=(1, 2, 4, 8))
-    b.add_argument("--epochs", type=int, default=4)
-    b.add_argument("--steps", type=int, default=50, help="AnoGAN search iterations")
-    b.add_argument("--out", default="results/bench_scaling.json")
+    _add_run_flags(run, defaults={})
+    add_bench_parser(sub)
     return parser
 
 
-def run_bench(args) -> None:
-    from jax_anomaly import bench
-
-    if args.which == "scaling":
-        import jax
-
-        jax.config.update("jax_num_cpu_devices", args.cpu_devices)  # before any device is used
-        bench.bench_scaling(
-            device_counts=args.device_counts, epochs=args.epochs, steps=args.steps, out=args.out
-        )
-    elif args.which == "ae":
-        bench.bench_ae(
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            unroll=args.unroll,
-            data_dir=args.data_dir,
-            out=args.out,
-        )
-    else:
-        bench.bench_anogan(
-            run_dir=args.run,
-            gan_epochs=args.gan_epochs,
-            sizes=args.sizes,
-            steps=args.steps,
-            curve=not args.no_curve,
-            precisions=args.precisions,
-            data_dir=args.data_dir,
-            out=args.out,
-        )
+def _values(cls, args, names=None) -> dict:
+    """The parsed values of ``cls``'s flags (those that have one)."""
+    return {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(cls)
+        if _kind(cls, f) is not None and (names is None or f.name in names) and hasattr(args, f.name)
+    }
 
 
 def config_from_args(args: argparse.Namespace):
     """A ``RunConfig`` from parsed flags (validates everything, raising ``ValueError``)."""
-    from jax_anomaly.config import DataConfig, TrainConfig
-    from jax_anomaly.data import parse_normal
-    from jax_anomaly.detectors import get_detector
-    from jax_anomaly.runner import RunConfig
 
-    flags = {
-        "--hidden": ("hidden", args.hidden),
-        "--latent": ("latent", args.latent),
-        "--loss": ("loss", args.loss),
-        "--arch": ("arch", args.arch),
-        "--channels": ("channels", args.channels),
-        "--beta": ("beta", args.beta),
-        "--likelihood": ("likelihood", args.likelihood),
-        "--vae-score": ("score", args.vae_score),
-        "--mc-samples": ("mc_samples", args.mc_samples),
-        "--prior-weight": ("prior_weight", args.prior_weight),
-        "--kappa": ("kappa", args.kappa),
-        "--encoder-epochs": ("encoder_epochs", args.encoder_epochs),
-        "--anogan-loss": ("loss", args.anogan_loss),
-        "--search-steps": ("search_steps", args.search_steps),
-        "--search-lr": ("search_lr", args.search_lr),
-        "--lambda": ("lam", args.lam),
-        "--score-batch": ("score_batch", args.score_batch),
-        "--search-schedule": ("search_schedule", args.search_schedule),
-        "--search-init": ("search_init", args.search_init),
-    }
-    # Flags that name a shared field ('loss') for one detector only; the rest apply wherever
-    # the detector's config has the field.
-    only_for = {"--loss": ("ae", "aae"), "--anogan-loss": ("anogan", "fanogan")}
     fields = {f.name for f in dataclasses.fields(get_detector(args.detector).config_cls)}
     model = {}
-    for flag, (name, value) in flags.items():
-        if value is None:
+    for dest, value in vars(args).items():
+        if not dest.startswith(MODEL_DEST) or value is None:
             continue
-        if name not in fields or args.detector not in only_for.get(flag, (args.detector,)):
-            raise ValueError(f"{flag} does not apply to detector '{args.detector}'")
+        name = dest[len(MODEL_DEST) :]
+        if name not in fields:
+            owners = detector_options()[name]
+            raise ValueError(
+                f"--{name.replace('_', '-')} does not apply to detector '{args.detector}' "
+                f"(it applies to: {', '.join(owners)})"
+            )
         model[name] = value
     if args.resume and not args.out:
         raise ValueError("--resume needs --out: the run folder of the run to continue")
-    out = (
-        args.out
-        or f"runs/{args.detector}-{args.dataset.replace(':', '_').replace('/', '_')}-"
+    out = args.out or (
+        f"runs/{args.detector}-{args.dataset.replace(':', '_').replace('/', '_')}-"
         + datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     )
-    return RunConfig(
-        detector=args.detector,
-        preset=args.preset,
-        model=model,
-        data=DataConfig(
-            dataset=args.dataset,
-            normal=parse_normal(args.normal),
-            val_fraction=args.val_fraction,
-            test_fraction=args.test_fraction,
-            data_dir=args.data_dir,
-            source=args.source,
-            label_column=args.label_column,
+    run_values = _values(
+        RunConfig,
+        args,
+        names=(
+            "detector",
+            "preset",
+            "threshold",
+            "compare_thresholds",
+            "seed",
+            "plots",
+            "progress",
+            "precision",
         ),
-        train=TrainConfig(
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            learning_rate=args.lr,
-            b1=args.b1,
-            b2=args.b2,
-            patience=args.patience,
-            drop_remainder=args.drop_remainder,
-            devices=args.devices,
-            checkpoint_every=args.checkpoint_every,
-            resume=args.resume,
-        ),
-        threshold=args.threshold,
-        compare_thresholds=tuple(args.compare_threshold),
-        seed=args.seed,
-        out=out,
-        plots=not args.no_plots,
-        progress=not args.quiet,
-        precision=args.precision,
     )
+    return RunConfig(
+        **run_values,
+        model=model,
+        data=DataConfig(**_values(DataConfig, args)),
+        train=TrainConfig(**_values(TrainConfig, args)),
+        out=out,
+    )
+
+
+def _plugins_in(argv: list[str]) -> list[str]:
+    """The ``--plugin`` values of ``argv`` (loaded before the parser is built: the detectors
+    they register become choices and flags)."""
+    found = []
+    for i, arg in enumerate(argv):
+        if arg == "--plugin" and i + 1 < len(argv):
+            found.append(argv[i + 1])
+        elif arg.startswith("--plugin="):
+            found.append(arg.split("=", 1)[1])
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (0 ok, 2 bad input or data, 1 training diverged)."""
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        for module in _plugins_in(argv):
+            load_plugin(module)
+    except ValueError as e:
+        print(f"jax-anomaly: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
     args = build_parser().parse_args(argv)
     if not getattr(args, "distributed", False) and getattr(args, "which", None) != "scaling":
-        from jax_anomaly.sharding import use_cpu_cores_as_devices
-
         use_cpu_cores_as_devices()  # one CPU device per core for scoring (GPUs unaffected)
-    from jax_anomaly.runner import print_summary, run
-    from jax_anomaly.training import TrainingDivergedError
-
     try:
         if args.command == "bench":
             run_bench(args)
             return 0
         cfg = config_from_args(args)
         if args.distributed:
-            import jax
-
             jax.distributed.initialize(
                 coordinator_address=args.coordinator,
                 num_processes=args.num_processes,

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import inspect
 from typing import Any
+
+import jax
 
 
 def _check(cond: bool, message: str) -> None:
@@ -15,24 +19,37 @@ def _check(cond: bool, message: str) -> None:
 class TrainConfig:
     """Optimisation settings common to all detectors (optax Adam).
 
-    ``b1=None`` takes the detector's own default (0.9 for autoencoders, 0.5 for GANs, whose
-    MLP discriminator otherwise overpowers the generator and training collapses).
-    ``devices``: train data-parallel over the first N devices (None: all visible; one on a
-    single-host CPU, whose devices share its cores).
-    ``checkpoint``: file written every ``checkpoint_every`` epochs (default 1; atomically);
-    ``resume`` continues from it. The runner sets the file inside the run folder.
+    Attributes:
+      epochs: passes over the training data.
+      batch_size: samples per step (clamped to the training set size).
+      learning_rate: Adam step size.
+      b1: Adam beta1 (None: the detector's own default, 0.9 for autoencoders, 0.5 for GANs,
+        whose MLP discriminator otherwise overpowers the generator).
+      b2: Adam beta2.
+      patience: early stopping: stop after this many epochs without a better validation
+        loss and keep the best state (None: train every epoch).
+      drop_remainder: drop the last partial batch of each epoch instead of masking it.
+      unroll: lax.scan unroll factor of the epoch loop.
+      devices: train data-parallel over the first N devices (None: all visible; one on a
+        single-host CPU, whose devices share its cores).
+      checkpoint: file written every checkpoint_every epochs, atomically (the runner puts it
+        in the run folder).
+      checkpoint_every: write the run folder's checkpoint every N epochs (atomically; the
+        last one survives a crash).
+      resume: continue from the checkpoint (same flags and seed): ends with the same
+        parameters as an uninterrupted run.
     """
 
     epochs: int = 20
     batch_size: int = 128
-    learning_rate: float = 1e-3
+    learning_rate: float = dataclasses.field(default=1e-3, metadata={"aliases": ("--lr",)})
     b1: float | None = None
     b2: float = 0.999
     patience: int | None = None
     drop_remainder: bool = False
     unroll: int = 1
     devices: int | None = None
-    checkpoint: str | None = None
+    checkpoint: str | None = dataclasses.field(default=None, metadata={"cli": False})
     checkpoint_every: int | None = None
     resume: bool = False
 
@@ -55,14 +72,28 @@ class TrainConfig:
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    """Which data, which classes are normal, and how it is split."""
+    """Which data, which classes are normal, and how it is split.
+
+    Attributes:
+      dataset: mnist, fashion_mnist, digits, synthetic, npz:PATH or csv:PATH.
+      normal: normal class(es), e.g. 0 or 0,1,2,3,4.
+      val_fraction: share of the normal training data held out (seeded) for the threshold
+        and early stopping.
+      test_fraction: test split of data sets that have none.
+      data_dir: data root searched first (then $JAX_ANOMALY_DATA, ../shared/data,
+        /usr/share/datasets).
+      source: read IDX files (local) or tensorflow-datasets (tfds: needs TensorFlow and the
+        internet).
+      label_column: label column of csv:PATH data (1 = anomaly).
+      synthetic: options of the synthetic generator (sizes, shift).
+    """
 
     dataset: str = "digits"
     normal: tuple[int, ...] = (0,)
     val_fraction: float = 0.1
     test_fraction: float = 0.3
     data_dir: str | None = None
-    source: str = "local"
+    source: str = dataclasses.field(default="local", metadata={"choices": ("local", "tfds")})
     label_column: str = "label"
     synthetic: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -81,9 +112,6 @@ MATMUL_PRECISIONS = {"float32": "float32", "tf32": "tensorfloat32", "bf16": "BF1
 def matmul_precision(name: str | None):
     """Context manager setting the matmul precision for fp32 inputs (``None``: the backend's
     default); traced and compiled functions inside it use it (it is part of jit's cache key)."""
-    import contextlib
-
-    import jax
 
     if name is None:
         return contextlib.nullcontext()
@@ -102,5 +130,51 @@ def replace(cfg, **overrides):
 
 
 def to_dict(cfg) -> dict:
-    """A JSON-ready dict of a config dataclass."""
-    return dataclasses.asdict(cfg)
+    """A JSON-ready dict of a config dataclass (values with a string form, such as a
+    threshold spec, as that string)."""
+    return dataclasses.asdict(cfg, dict_factory=lambda items: {k: _plain(v) for k, v in items})
+
+
+def _plain(value):
+    if dataclasses.is_dataclass(value) or isinstance(value, str | int | float | bool | type(None)):
+        return value
+    if isinstance(value, list | tuple):
+        return type(value)(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return value
+    return str(value)
+
+
+def field_docs(cls) -> dict[str, str]:
+    """The ``Attributes:`` section of a config class's docstring as ``{field: text}`` (a
+    line ``a, b: text`` documents both), for ``--help`` and the estimators' docs."""
+
+    docs, current, inside = {}, None, False
+    for cls_ in reversed(cls.__mro__):  # a subclass's text overrides its base's
+        inside, current = False, None
+        for line in inspect.cleandoc(cls_.__dict__.get("__doc__") or "").splitlines():
+            if line.strip() == "Attributes:":
+                inside = True
+                continue
+            if not inside:
+                continue
+            if not line.strip() or not line.startswith(" "):
+                inside = line.startswith(" ") and inside
+                if not line.strip():
+                    continue
+                break
+            head, sep, text = line.strip().partition(": ")
+            names = [n.strip() for n in head.split(",")]
+            if (
+                sep
+                and line.startswith("  ")
+                and not line.startswith("   ")
+                and all(n.isidentifier() for n in names)
+            ):
+                current = names
+                for n in names:
+                    docs[n] = text.strip()
+            elif current:
+                for n in current:
+                    docs[n] += " " + line.strip()
+    return docs

@@ -14,11 +14,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 from flax import serialization
+from sklearn import preprocessing
 
 CHECKPOINT_FORMAT = 1
-MODEL_FORMAT = 1
+MODEL_FORMAT = 2
 
 
 def atomic_write(path: str | os.PathLike, data: bytes) -> None:
@@ -41,8 +43,22 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
         pass
 
 
+def write_json(path: str | os.PathLike, obj) -> None:
+    """Writes ``obj`` as indented JSON, atomically (a crash never leaves half a file)."""
+    atomic_write(path, (json.dumps(obj, indent=2, default=_json_default) + "\n").encode())
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
 def _host(tree):
-    import jax
 
     return jax.tree.map(np.asarray, jax.device_get(tree))
 
@@ -66,7 +82,6 @@ def from_bytes(data: bytes, *, what: str):
 
 def restore_into(template, state_dict, *, what: str):
     """``state_dict`` put back into the structure of ``template`` (a train state)."""
-    import jax
 
     try:
         restored = serialization.from_state_dict(template, state_dict)
@@ -192,8 +207,6 @@ def scaler_to_dict(scaler) -> dict | None:
 def scaler_from_dict(d: dict | None):
     if d is None:
         return None
-    from sklearn import preprocessing
-
     params = json.loads(d["params"])
     if "feature_range" in params:
         params["feature_range"] = tuple(params["feature_range"])

@@ -3,12 +3,11 @@ run folder. The CLI, the experiments and the tests all go through ``run``."""
 
 from __future__ import annotations
 
+import argparse
 import csv
 import dataclasses
 import datetime
-import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -16,11 +15,14 @@ from typing import Any
 
 import numpy as np
 
+from jax_anomaly import fitting, thresholds
 from jax_anomaly import metrics as metrics_lib
-from jax_anomaly import thresholds
 from jax_anomaly.config import DataConfig, TrainConfig, matmul_precision, to_dict
 from jax_anomaly.data import OneClassData, load_dataset, one_class_split
-from jax_anomaly.estimators import FITTABLE_THRESHOLDS, TRAIN_PARAMS, estimator_for
+from jax_anomaly.detectors import check_features, check_fit_data, get_detector
+from jax_anomaly.environment import versions
+from jax_anomaly.persistence import write_json
+from jax_anomaly.sharding import use_cpu_cores_as_devices
 
 CHECKPOINT_FILE = "checkpoint.msgpack"
 
@@ -30,16 +32,20 @@ class RunConfig:
     """Everything one run needs; every random choice derives from ``seed``.
 
     Attributes:
-      detector: registered detector name (``ae``, ...).
-      preset: detector preset; None picks the one for the data set.
+      detector: registered detector name.
+      preset: detector preset (None: the one for the data set).
       model: overrides of the detector config's fields (e.g. ``{'latent': 8}``).
-      data, train: data and optimisation settings.
-      threshold: the threshold spec used for predictions (see ``thresholds``).
-      compare_thresholds: more specs reported beside it (``best_f1`` is always added,
-        labelled as an oracle).
-      out: run folder; None writes nothing.
-      precision: matmul precision of training and scoring (``float32``, ``tf32``, ``bf16``;
-        None: the backend's default, which is TF32 on recent NVIDIA GPUs).
+      data: data settings (``DataConfig``).
+      train: optimisation settings (``TrainConfig``).
+      threshold: the threshold rule used for predictions.
+      compare_thresholds: more threshold rules reported beside it (best_f1, an oracle, is
+        always added).
+      seed: seed of every random choice.
+      out: run folder (None writes nothing).
+      plots: write the PNG plots.
+      progress: show progress lines.
+      precision: matmul precision of training and scoring (None: the backend's default, TF32
+        on recent NVIDIA GPUs).
     """
 
     detector: str = "ae"
@@ -47,58 +53,24 @@ class RunConfig:
     model: dict[str, Any] = dataclasses.field(default_factory=dict)
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
-    threshold: str = thresholds.DEFAULT_THRESHOLD
-    compare_thresholds: tuple[str, ...] = ()
+    threshold: thresholds.ThresholdSpec | str = thresholds.DEFAULT_THRESHOLD
+    compare_thresholds: tuple[thresholds.ThresholdSpec | str, ...] = dataclasses.field(
+        default=(), metadata={"flag": "--compare-threshold"}
+    )
     seed: int = 0
     out: str | None = None
-    plots: bool = True
-    progress: bool = True
-    precision: str | None = None
+    plots: bool = dataclasses.field(default=True, metadata={"flag": "--no-plots"})
+    progress: bool = dataclasses.field(default=True, metadata={"flag": "--quiet"})
+    precision: str | None = dataclasses.field(default=None, metadata={"choices": ("bf16", "float32", "tf32")})
 
     def __post_init__(self):
         matmul_precision(self.precision)  # validates the name
-        for spec in (self.threshold, *self.compare_thresholds):
-            thresholds.parse_threshold(spec)
+        object.__setattr__(self, "threshold", thresholds.parse_threshold(self.threshold))
+        object.__setattr__(
+            self, "compare_thresholds", tuple(thresholds.parse_threshold(s) for s in self.compare_thresholds)
+        )
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
-
-
-def versions() -> dict:
-    import flax
-    import jax
-    import optax
-    import sklearn
-
-    from jax_anomaly import __version__
-
-    return {
-        "jax_anomaly": __version__,
-        "jax": jax.__version__,
-        "flax": flax.__version__,
-        "optax": optax.__version__,
-        "numpy": np.__version__,
-        "scikit-learn": sklearn.__version__,
-        "python": platform.python_version(),
-        "backend": jax.default_backend(),
-        "devices": [str(d) for d in jax.devices()],
-    }
-
-
-def write_json(path: Path, obj) -> None:
-    """Writes JSON atomically (temp file + rename): a crash never leaves half a file."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
-    os.replace(tmp, path)
-
-
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 def prepare_data(cfg: RunConfig) -> OneClassData:
@@ -131,8 +103,6 @@ def run(cfg: RunConfig, data: OneClassData | None = None) -> dict:
         print(summary["metrics"]["auroc"])
     """
 
-    from jax_anomaly.detectors import get_detector
-
     detector = get_detector(cfg.detector)
     model_cfg = detector.config(cfg.preset, cfg.data.dataset, **cfg.model)
     out = Path(cfg.out) if cfg.out else None
@@ -156,32 +126,35 @@ def run(cfg: RunConfig, data: OneClassData | None = None) -> dict:
 
     if cfg.train.resume and not out:
         raise ValueError("--resume needs the run folder (--out) of the run to continue")
-    main_spec = thresholds.parse_threshold(cfg.threshold)
+    spec = cfg.threshold
     # The run folder holds the checkpoint; with --resume or --checkpoint-every only.
     keep = out and (cfg.train.checkpoint_every or cfg.train.resume)
     train = dataclasses.replace(cfg.train, checkpoint=str(out / CHECKPOINT_FILE) if keep else None)
-    est = estimator_for(
-        cfg.detector,
-        **{name: getattr(train, name) for name in TRAIN_PARAMS},
-        preset=cfg.preset,
-        model=cfg.model,
-        # Rules on test scores are applied below; the estimator fits the default beside them.
-        threshold=cfg.threshold if main_spec.kind in FITTABLE_THRESHOLDS else thresholds.DEFAULT_THRESHOLD,
-        validation_fraction=0.0,  # the one-class split already held out x_val
-        dataset=cfg.data.dataset,
-        precision=cfg.precision,
+    x_train, x_val = check_fit_data(data.x_train, data.x_val)
+    # Rules on test scores are applied below; the model is calibrated with the default beside them.
+    model = fitting.fit_calibrated(
+        detector,
+        model_cfg,
+        train,
+        x_train,
+        x_val,
+        spec=spec if spec.fittable else thresholds.parse_threshold(thresholds.DEFAULT_THRESHOLD),
         seed=cfg.seed,
+        precision=cfg.precision,
+        devices=train.devices,
         progress=cfg.progress,
     )
-    est.fit(data.x_train, validation_data=data.x_val if len(data.x_val) else None)
-    fitted = est.fitted_
+    fitted = model.fitted
 
     if cfg.progress:
         print(f"scoring {len(data.x_test)} test samples ...", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
-    test_out = est.score_details(data.x_test)
-    score_seconds = time.perf_counter() - t0 + est.validation_seconds_
-    val_scores = est.validation_scores_ if len(data.x_val) else None
+    x_test = check_features(data.x_test, fitted.n_features, what="test data")
+    test_out = fitting.score_details(
+        detector, fitted, x_test, seed=cfg.seed, precision=cfg.precision, devices=train.devices
+    )
+    score_seconds = time.perf_counter() - t0 + model.calibration_seconds
+    val_scores = model.calibration_scores if x_val is not None else None
     test_scores = test_out["score"]
 
     def threshold_of(spec):
@@ -189,26 +162,24 @@ def run(cfg: RunConfig, data: OneClassData | None = None) -> dict:
             spec, val_scores=val_scores, test_scores=test_scores, test_labels=data.y_test
         )
 
-    threshold = est.threshold_ if main_spec.kind in FITTABLE_THRESHOLDS else threshold_of(cfg.threshold)
+    threshold = model.threshold if spec.fittable else threshold_of(spec)
     result = metrics_lib.evaluate(data.y_test, test_scores, threshold, classes=data.test_classes)
     compare = {}
     specs = list(cfg.compare_thresholds)
-    if data.y_test.any() and "best_f1" not in specs:
-        specs.append("best_f1")
-    for spec in specs:
-        m = metrics_lib.evaluate(data.y_test, test_scores, threshold_of(spec))
-        label = f"{spec} (oracle: uses test labels)" if spec == "best_f1" else spec
+    if data.y_test.any() and not any(s.oracle for s in specs):
+        specs.append(thresholds.parse_threshold("best_f1"))
+    for other in specs:
+        m = metrics_lib.evaluate(data.y_test, test_scores, threshold_of(other))
+        label = f"{other} (oracle: uses test labels)" if other.oracle else str(other)
         compare[label] = {k: m[k] for k in ("threshold", "precision", "recall", "f1", "confusion_matrix")}
 
     history = fitted.result.history
     summary = {
         **base,
         "threshold": {
-            "spec": cfg.threshold,
+            "spec": str(spec),
             "value": threshold,
-            "from": "test scores"
-            if main_spec.kind not in FITTABLE_THRESHOLDS
-            else f"{est.threshold_source_} scores of normal samples",
+            "from": f"{model.calibration} scores of normal samples" if spec.fittable else "test scores",
         },
         "metrics": result,
         "compare_thresholds": compare,
@@ -236,14 +207,12 @@ def run(cfg: RunConfig, data: OneClassData | None = None) -> dict:
         },
     }
     if out:
-        _write_run_folder(out, cfg, data, est, test_out, summary)
+        _write_run_folder(out, cfg, data, model, train, test_out, summary)
     return summary
 
 
-def _write_run_folder(out: Path, cfg: RunConfig, data, est, test_out, summary) -> None:
-    from jax_anomaly.detectors import get_detector
-
-    fitted = est.fitted_
+def _write_run_folder(out: Path, cfg: RunConfig, data, model, train, test_out, summary) -> None:
+    fitted = model.fitted
     scores, threshold = test_out["score"], summary["threshold"]["value"]
     tmp = out / "scores.csv.tmp"
     with open(tmp, "w", newline="") as f:
@@ -252,7 +221,15 @@ def _write_run_folder(out: Path, cfg: RunConfig, data, est, test_out, summary) -
         for i, (y, c, s) in enumerate(zip(data.y_test, data.test_classes, scores, strict=True)):
             w.writerow([i, int(y), int(c), f"{s:.8g}", int(s > threshold)])
     os.replace(tmp, out / "scores.csv")
-    est.save(out / "model", scaler=data.scaler)
+    settings = {
+        "preset": cfg.preset,
+        "model": cfg.model,
+        "validation_fraction": cfg.data.val_fraction,
+        "dataset": cfg.data.dataset,
+        "precision": cfg.precision,
+        "seed": cfg.seed,
+    }
+    fitting.save(out / "model", model, train=train, settings=settings, scaler=data.scaler)
     write_json(out / "history.json", fitted.result.history)
     if cfg.plots:
         from jax_anomaly import plotting
@@ -341,16 +318,12 @@ def print_summary(summary: dict, out: str | None = None, file=None) -> None:
 def main_for(cfg: RunConfig, argv: list[str] | None = None) -> dict:
     """Entry point of an experiment script: ``--out``, ``--seed``, ``--data-dir`` and
     ``--quiet`` may override ``cfg``; runs it and prints the summary."""
-    import argparse
-
     p = argparse.ArgumentParser()
     p.add_argument("--out", default=cfg.out)
     p.add_argument("--seed", type=int, default=cfg.seed)
     p.add_argument("--data-dir", default=cfg.data.data_dir)
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
-    from jax_anomaly.sharding import use_cpu_cores_as_devices
-
     use_cpu_cores_as_devices()  # as the CLI does: one CPU device per core for scoring
     cfg = dataclasses.replace(
         cfg,

@@ -14,10 +14,12 @@ holds the whole (small) data set, which is replicated, and the mesh spans all de
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -54,14 +56,13 @@ def train_devices(devices: int | None) -> int | None:
 def use_cpu_cores_as_devices(cores: int | None = None) -> int | None:
     """Makes JAX expose one CPU device per core (``jax_num_cpu_devices``), so scoring, which
     shards samples over all devices, runs one program per core: on 2 cores the AnoGAN
-    search ran about 10 % faster than one program using both cores (README; measured on 2
+    search ran about 10 % faster than one program using both cores (docs/benchmarks.md; measured on 2
     cores only). Training is not affected (``train_devices``).
 
     Only possible before JAX starts its backends, and skipped when the user chose a device
     count (``--xla_force_host_platform_device_count`` in ``XLA_FLAGS``, or the config
     already set). Returns the device count set, or None when nothing was changed.
     """
-    import os
 
     if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
         return None
@@ -135,8 +136,6 @@ def map_samples(fn: Callable, mesh: Mesh, params, *xs) -> dict:
     params, xs = place_samples(mesh, params, *xs)
     out = fn(params, *xs)
     if jax.process_count() > 1:  # rows live on other hosts too: gather them everywhere
-        from jax.experimental import multihost_utils
-
         out = multihost_utils.process_allgather(out, tiled=True)
     return jax.tree.map(lambda a: np.asarray(a)[:n], out)
 

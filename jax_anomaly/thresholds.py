@@ -12,10 +12,12 @@ A sample is flagged anomalous when ``score > threshold``.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import numpy as np
 
 DEFAULT_THRESHOLD = "percentile:95"
+# kind -> default value; the first four are fitted on held-out normal scores.
 _KINDS = {
     "percentile": 95.0,
     "mean_std": 3.0,
@@ -26,10 +28,23 @@ _KINDS = {
 }
 
 
+FITTABLE = ("percentile", "mean_std", "contamination", "fpr")
+SPEC_HELP = (
+    "percentile:Q, mean_std:K, contamination:C, fpr:A (conformal), test_percentile:Q or best_f1 (oracle)"
+)
+
+
 @dataclasses.dataclass(frozen=True)
 class ThresholdSpec:
+    """A parsed threshold rule (``parse_threshold``)."""
+
     kind: str
     value: float | None = None
+
+    @property
+    def fittable(self) -> bool:
+        """Chosen from held-out normal scores alone: what a fitted model can carry."""
+        return self.kind in FITTABLE
 
     @property
     def oracle(self) -> bool:
@@ -55,10 +70,7 @@ def parse_threshold(spec: str | ThresholdSpec) -> ThresholdSpec:
         return spec
     kind, _, raw = str(spec).strip().partition(":")
     if kind not in _KINDS:
-        raise ValueError(
-            f"unknown threshold '{spec}'; expected percentile:Q, mean_std:K, contamination:C, "
-            "fpr:A, test_percentile:Q or best_f1"
-        )
+        raise ValueError(f"unknown threshold '{spec}'; expected {SPEC_HELP}")
     if kind == "best_f1":
         if raw:
             raise ValueError("threshold best_f1 takes no value")
@@ -90,8 +102,6 @@ def conformal_threshold(calibration_scores: np.ndarray, alpha: float) -> float:
     n = len(s)
     k = int(np.ceil((n + 1) * (1 - alpha) - 1e-9))
     if k > n:
-        import warnings
-
         warnings.warn(
             f"fpr:{alpha:g} needs at least {int(np.ceil(1 / alpha - 1))} held-out normal scores, got {n}; "
             "the threshold is inf (nothing is flagged)",
@@ -126,7 +136,7 @@ def best_f1_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
 
 
 def select_threshold(
-    spec: str | ThresholdSpec,
+    spec: ThresholdSpec,
     *,
     val_scores: np.ndarray | None = None,
     test_scores: np.ndarray | None = None,
@@ -135,7 +145,7 @@ def select_threshold(
     """The threshold that ``spec`` selects.
 
     Args:
-      spec: a threshold spec string or ``ThresholdSpec``.
+      spec: a parsed threshold rule.
       val_scores: scores of held-out normal samples (for percentile, mean_std, contamination).
       test_scores: test scores (for test_percentile and best_f1).
       test_labels: test labels, 1 = anomaly (for best_f1 only).
@@ -143,7 +153,6 @@ def select_threshold(
     Raises:
       ValueError: the scores the spec needs are missing or empty.
     """
-    spec = parse_threshold(spec)
 
     def need(arr, what):
         if arr is None or len(arr) == 0:

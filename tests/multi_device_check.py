@@ -32,14 +32,14 @@ def main():
 
     def fit_ae(devices, batch_size=32, x=x, epochs=2):
         train = TrainConfig(epochs=epochs, batch_size=batch_size, devices=devices)
-        return autoencoder.fit(autoencoder.PRESETS["tiny"], train, x, x_val, key=key, progress=False)
+        return autoencoder.DETECTOR.fit(autoencoder.PRESETS["tiny"], train, x, x_val, key=key, progress=False)
 
     one, eight = fit_ae(1), fit_ae(8)
     out["ae_param_diff"] = max_diff(one.params, eight.params)
     out["ae_param_scale"] = max(float(np.max(np.abs(p))) for p in jax.tree.leaves(one.params))
     out["ae_loss"] = [one.result.history[-1]["loss"], eight.result.history[-1]["loss"]]
-    s1 = autoencoder.score(one, x_test, devices=1)
-    s8 = autoencoder.score(one, x_test, devices=8)
+    s1 = autoencoder.DETECTOR.score(one, x_test, devices=1)
+    s8 = autoencoder.DETECTOR.score(one, x_test, devices=8)
     out["ae_score_diff"] = max_diff(s1, s8)
     out["ae_score_len"] = len(s8["score"])
 
@@ -58,12 +58,14 @@ def main():
     gcfg = anogan.PRESETS["tiny"]
     xg = 2 * x - 1
     gans = [
-        anogan.fit(gcfg, TrainConfig(epochs=2, batch_size=32, devices=d), xg, key=key, progress=False)
+        anogan.DETECTOR.fit(
+            gcfg, TrainConfig(epochs=2, batch_size=32, devices=d), xg, key=key, progress=False
+        )
         for d in (1, 8)
     ]
     out["gan_param_diff"] = max_diff(gans[0].params, gans[1].params)
-    g1 = anogan.score(gans[0], 2 * x_test - 1, key=jax.random.key(1), devices=1)
-    g8 = anogan.score(gans[0], 2 * x_test - 1, key=jax.random.key(1), devices=8)
+    g1 = anogan.DETECTOR.score(gans[0], 2 * x_test - 1, key=jax.random.key(1), devices=1)
+    g8 = anogan.DETECTOR.score(gans[0], 2 * x_test - 1, key=jax.random.key(1), devices=8)
     out["anogan_score_diff"] = max_diff(g1, g8)
     out["anogan_score_scale"] = float(np.max(np.abs(g1["score"])))
 
@@ -72,7 +74,7 @@ def main():
     from jax_anomaly.training import make_epoch_fn
 
     mesh = make_mesh(8)
-    step = autoencoder.make_train_step(cfg)
+    step = autoencoder.make_step(cfg, TrainConfig(), 0)
     epoch = make_epoch_fn(step, n=len(x), batch_size=32, mesh=mesh)
     hlo = jax.jit(epoch).lower(*replicate((state0, x), mesh), key).compile().as_text()
     out["all_reduces_8"] = hlo.count("all-reduce-start") + hlo.count(" all-reduce(")

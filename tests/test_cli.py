@@ -95,6 +95,11 @@ def test_conv_vae_run_writes_the_latent_plot(tmp_path):
         (["run", "--threshold", "fpr:1.5"], "fpr must be in (0, 1)"),
         (["run", "--kappa", "2"], "--kappa does not apply to detector 'ae'"),
         (["run", "--detector", "vae", "--loss", "bce"], "--loss does not apply to detector 'vae'"),
+        (
+            ["run", "--detector", "fanogan", "--search-steps", "5"],
+            "--search-steps does not apply to detector 'fanogan'",
+        ),
+        (["run", "--detector", "fanogan", "--loss", "paper"], "--loss does not apply to detector 'fanogan'"),
         (["run", "--dataset", "synthetic", "--arch", "conv"], "square single-channel images"),
     ],
 )

@@ -67,7 +67,10 @@ def test_save_load_roundtrip(pipe, raw, tmp_path):
     # the optimiser state comes back in its typed structure (training could continue)
     assert int(loaded.fitted_.state.step) == int(est.fitted_.state.step) > 0
     manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
-    assert manifest["jax_anomaly"] == ja.__version__ and manifest["threshold"]["spec"] == "fpr:0.05"
+    assert (
+        manifest["saved_with"]["jax_anomaly"] == ja.__version__
+        and manifest["threshold"]["spec"] == "fpr:0.05"
+    )
 
 
 @pytest.mark.parametrize("cls", [ja.AnoGAN, ja.VAE, ja.AdversarialAutoEncoder, ja.FAnoGAN])

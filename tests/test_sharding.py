@@ -93,7 +93,14 @@ def test_cpu_cores_become_devices_only_before_jax_starts():
     assert _fresh_process(code) == ["3", "3", "1", "2", "None"]
     # a count the user chose is kept
     assert _fresh_process(code, XLA_FLAGS="--xla_force_host_platform_device_count=2") == [
-        "None", "2", "1", "2", "None"
+        "None",
+        "2",
+        "1",
+        "2",
+        "None",
     ]
-    started = "import jax\njax.devices()\nfrom jax_anomaly import sharding\nprint(sharding.use_cpu_cores_as_devices(3), jax.device_count())"
+    started = (
+        "import jax\njax.devices()\nfrom jax_anomaly import sharding\n"
+        "print(sharding.use_cpu_cores_as_devices(3), jax.device_count())"
+    )
     assert _fresh_process(started) == ["None", "1"]

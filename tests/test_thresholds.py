@@ -25,13 +25,13 @@ LABELS = np.r_[np.zeros(300), np.ones(30)].astype(int)
     ],
 )
 def test_rules(spec, expected):
-    assert select_threshold(spec, val_scores=VAL, test_scores=TEST, test_labels=LABELS) == pytest.approx(
-        expected
-    )
+    assert select_threshold(
+        parse_threshold(spec), val_scores=VAL, test_scores=TEST, test_labels=LABELS
+    ) == pytest.approx(expected)
 
 
 def test_best_f1_is_optimal_by_brute_force():
-    t = select_threshold("best_f1", test_scores=TEST, test_labels=LABELS)
+    t = select_threshold(parse_threshold("best_f1"), test_scores=TEST, test_labels=LABELS)
     brute = max(f1_score(LABELS, TEST > c) for c in np.r_[TEST, TEST.min() - 1])
     assert f1_score(LABELS, TEST > t) == pytest.approx(brute)
     assert parse_threshold("best_f1").oracle and not parse_threshold("percentile:95").oracle
@@ -62,9 +62,9 @@ def test_bad_specs(spec, message):
 
 def test_missing_scores():
     with pytest.raises(ValueError, match="needs validation scores"):
-        select_threshold("percentile:95", test_scores=TEST)
+        select_threshold(parse_threshold("percentile:95"), test_scores=TEST)
     with pytest.raises(ValueError, match="needs test labels"):
-        select_threshold("best_f1", test_scores=TEST)
+        select_threshold(parse_threshold("best_f1"), test_scores=TEST)
 
 
 def test_conformal_threshold_is_an_order_statistic_and_matches_pvalues():
@@ -73,7 +73,7 @@ def test_conformal_threshold_is_an_order_statistic_and_matches_pvalues():
     scores = np.array([0.5, 17.9, 18.0, 18.1, 25.0])
     flagged = scores > thresholds.conformal_threshold(cal, 0.1)
     np.testing.assert_array_equal(flagged, thresholds.conformal_pvalues(cal, scores) <= 0.1)
-    assert thresholds.select_threshold("fpr:0.1", val_scores=cal) == 18.0
+    assert thresholds.select_threshold(parse_threshold("fpr:0.1"), val_scores=cal) == 18.0
 
 
 def test_conformal_threshold_with_too_few_scores_flags_nothing():

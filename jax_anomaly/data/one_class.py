@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+from sklearn.preprocessing import MinMaxScaler
 
 from jax_anomaly.data.sources import Dataset
 
@@ -106,8 +107,6 @@ def one_class_split(
         scale = np.float32(1.0 / ds.value_max)
         x_train, x_val, x_test = (a.astype(np.float32) * scale for a in (x_train, x_val, x_test))
     else:
-        from sklearn.preprocessing import MinMaxScaler
-
         scaler = MinMaxScaler().fit(x_train)
         x_train, x_val, x_test = (
             scaler.transform(a).astype(np.float32) if len(a) else a.astype(np.float32)

@@ -9,6 +9,8 @@ import os
 from pathlib import Path
 
 import numpy as np
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
 
 from jax_anomaly.data.idx import read_idx
 
@@ -136,8 +138,6 @@ def load_tfds_dataset(name: str) -> Dataset:
 
 
 def _stratified_split(x, y, test_fraction: float, seed: int) -> tuple[np.ndarray, ...]:
-    from sklearn.model_selection import train_test_split
-
     x_train, x_test, y_train, y_test = train_test_split(
         x, y, test_size=test_fraction, random_state=seed, stratify=y
     )
@@ -146,8 +146,6 @@ def _stratified_split(x, y, test_fraction: float, seed: int) -> tuple[np.ndarray
 
 def load_digits_dataset(test_fraction: float, seed: int) -> Dataset:
     """scikit-learn's bundled 8x8 digits (1797 images, values 0..16), seeded stratified split."""
-    from sklearn.datasets import load_digits
-
     d = load_digits()
     parts = _stratified_split(d.data.astype(np.float32), d.target.astype(np.int64), test_fraction, seed)
     return Dataset("digits", *parts, image_shape=(8, 8), value_max=16.0)

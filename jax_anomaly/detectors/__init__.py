@@ -1,32 +1,37 @@
 """Anomaly detection methods, each one file registering a ``Detector``.
 
-A new method needs no edit here: define its config, ``fit`` and ``score`` with the helpers
-below and call ``register`` (``docs/extending.md``, ``experiments/custom_detector.py``).
+A new method needs no edit here: define its config, training phase and per-sample score
+and call ``register`` (``docs/extending.md``, ``experiments/custom_detector.py``); an
+outside module is loaded with ``--plugin`` or the ``jax_anomaly.detectors`` entry point.
 """
 
 from jax_anomaly.detectors import aae, anogan, autoencoder, fanogan, vae  # noqa: F401  (each registers itself)
 from jax_anomaly.detectors.base import (
     Detector,
     Fitted,
+    Phase,
     adam,
     check_features,
+    check_fit_data,
     detector_names,
     get_detector,
+    load_plugin,
     register,
+    registry,
     sample_keys,
-    score_rows,
-    train_with_config,
 )
 
 __all__ = [
     "Detector",
     "Fitted",
+    "Phase",
     "adam",
     "check_features",
+    "check_fit_data",
     "detector_names",
     "get_detector",
+    "load_plugin",
     "register",
+    "registry",
     "sample_keys",
-    "score_rows",
-    "train_with_config",
 ]

@@ -15,18 +15,9 @@ import optax
 from flax import struct
 
 from jax_anomaly.config import TrainConfig
-from jax_anomaly.detectors.anogan import GAN_B1
-from jax_anomaly.detectors.base import (
-    Detector,
-    Fitted,
-    adam,
-    check_features,
-    check_fit_data,
-    register,
-    score_rows,
-    train_with_config,
-)
-from jax_anomaly.models import Discriminator, check_autoencoder_config, encoder_decoder
+from jax_anomaly.detectors.base import Detector, Phase, adam, register
+from jax_anomaly.detectors.gan import GAN_B1
+from jax_anomaly.models import Discriminator, autoencoder_pair, check_autoencoder_config
 from jax_anomaly.training import masked_mean
 from jax_anomaly.training.losses import RECONSTRUCTION_LOSSES, bce, per_sample_loss
 
@@ -36,8 +27,13 @@ class AAEConfig:
     """Adversarial autoencoder sizes and score.
 
     Attributes:
-      hidden, latent, arch, channels, activation, output_activation, loss: the autoencoder,
-        as in ``AEConfig`` (``loss`` is the reconstruction loss and score part).
+      hidden: hidden layer sizes of the dense encoder (mirrored in the decoder).
+      latent: latent size (the prior N(0, I) lives here).
+      arch: dense MLPs or conv (convolutional networks; square single-channel images).
+      channels: conv channels per stride-2 level.
+      activation: hidden activation (None: ReLU dense, LeakyReLU conv).
+      output_activation: sigmoid (data in [0, 1]) or linear.
+      loss: mse or bce: the reconstruction loss and score part.
       d_hidden: the latent discriminator's hidden layers (``latent -> d_hidden -> 1``).
       prior_weight: score = reconstruction error + ``prior_weight`` · (-log N(z; 0, I)) / latent
         of the code z = E(x); 0 scores by reconstruction alone.
@@ -76,22 +72,9 @@ PRESETS = {
 }
 
 
-def _preset_for(dataset: str) -> str:
-    return {"mnist": "mnist", "fashion_mnist": "mnist", "digits": "digits"}.get(dataset, "synthetic")
-
-
 def build_models(cfg: AAEConfig, n_features: int):
     """``(encoder, decoder, latent discriminator)``."""
-    encoder, decoder = encoder_decoder(
-        cfg.arch,
-        n_features,
-        encoder_out=cfg.latent,
-        hidden=cfg.hidden,
-        channels=cfg.channels,
-        activation=cfg.activation,
-        output_activation=cfg.output_activation,
-    )
-    return encoder, decoder, Discriminator(cfg.d_hidden)
+    return (*autoencoder_pair(cfg, n_features), Discriminator(cfg.d_hidden))
 
 
 class AAEState(struct.PyTreeNode):
@@ -136,7 +119,7 @@ def init_state(cfg: AAEConfig, train: TrainConfig, n_features: int, key: jax.Arr
     )
 
 
-def make_train_step(cfg: AAEConfig, train: TrainConfig, n_features: int):
+def make_step(cfg: AAEConfig, train: TrainConfig, n_features: int):
     """``step(state, batch, mask, key) -> (state, metrics)``: the three phases of the paper
     in order, each on the parameters the previous one left:
 
@@ -206,7 +189,7 @@ def standardise(stats: dict, x: jax.Array) -> jax.Array:
     return (x - stats["mean"]) / stats["scale"]
 
 
-def with_input_stats(state: AAEState, x_train: np.ndarray) -> AAEState:
+def with_input_stats(cfg: AAEConfig, state: AAEState, x_train: np.ndarray) -> AAEState:
     """``state`` with ``params['input']`` set from the training data: mean and
     sqrt(variance + 0.01) per feature (the 0.01 keeps constant features, e.g. image borders,
     from dividing by zero)."""
@@ -214,7 +197,7 @@ def with_input_stats(state: AAEState, x_train: np.ndarray) -> AAEState:
     return state.replace(params={**state.params, "input": stats})
 
 
-def make_eval_fn(cfg: AAEConfig, n_features: int):
+def make_eval(cfg: AAEConfig, n_features: int):
     """``(state, x) -> {'loss'}``: mean reconstruction loss (for early stopping)."""
     encoder, decoder, _ = build_models(cfg, n_features)
 
@@ -226,25 +209,9 @@ def make_eval_fn(cfg: AAEConfig, n_features: int):
     return eval_fn
 
 
-def fit(cfg: AAEConfig, train: TrainConfig, x_train, x_val=None, *, key, progress=True) -> Fitted:
-    """Trains the adversarial autoencoder on normal data ``x_train`` (N, D)."""
-    x_train, x_val = check_fit_data(x_train, x_val)
-    n_features = x_train.shape[1]
-    state, result = train_with_config(
-        "aae",
-        lambda k: with_input_stats(init_state(cfg, train, n_features, k), x_train),
-        make_train_step(cfg, train, n_features),
-        x_train,
-        train,
-        key=key,
-        eval_fn=make_eval_fn(cfg, n_features),
-        val_data=x_val,
-        progress=progress,
-    )
-    return Fitted("aae", cfg, state.params, result, n_features, state=state)
-
-
-def _make_one(cfg: AAEConfig, n_features: int):
+def make_sample_scorer(cfg: AAEConfig, n_features: int):
+    """``one(params, x) -> dict`` for one sample: ``score``, ``recon_error``, ``prior_nll``,
+    the code ``z`` and the ``reconstruction``."""
     encoder, decoder, _ = build_models(cfg, n_features)
 
     def one(params, x):
@@ -263,25 +230,16 @@ def _make_one(cfg: AAEConfig, n_features: int):
     return one
 
 
-def score(fitted: Fitted, x, *, key=None, devices: int | None = None) -> dict[str, np.ndarray]:
-    """Per-sample scores of ``x`` (N, D), higher = more anomalous: ``score`` (N,),
-    ``recon_error`` and ``prior_nll`` (N,), the code ``z`` (N, latent) and ``reconstruction``
-    (N, D); the samples are sharded over the first ``devices`` devices (None: all)."""
-    del key  # deterministic
-    x = check_features(x, fitted.n_features)
-    return score_rows(_make_one, fitted, x, devices=devices, chunk=fitted.config.score_batch)
-
-
 DETECTOR = register(
     Detector(
         name="aae",
         description="adversarial autoencoder (N(0, I) latent prior), reconstruction-error score",
         config_cls=AAEConfig,
         presets=PRESETS,
-        preset_for=_preset_for,
-        input_range="unit",
-        fit=fit,
-        score=score,
-        init_state=init_state,
+        phases=(Phase("train", init_state, make_step, make_eval, prepare_state=with_input_stats),),
+        make_sample_scorer=make_sample_scorer,
+        dataset_presets={"mnist": "mnist", "fashion_mnist": "mnist", "digits": "digits"},
+        default_preset="synthetic",
+        estimator="AdversarialAutoEncoder",
     )
 )

@@ -6,21 +6,11 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax.training import train_state
 
 from jax_anomaly.config import TrainConfig
-from jax_anomaly.detectors.base import (
-    Detector,
-    Fitted,
-    adam,
-    check_features,
-    check_fit_data,
-    register,
-    score_rows,
-    train_with_config,
-)
-from jax_anomaly.models import EncoderDecoder, check_autoencoder_config, encoder_decoder
+from jax_anomaly.detectors.base import Detector, Phase, adam, register
+from jax_anomaly.models import EncoderDecoder, autoencoder_pair, check_autoencoder_config
 from jax_anomaly.training import masked_mean
 from jax_anomaly.training.losses import RECONSTRUCTION_LOSSES, per_sample_loss
 
@@ -31,7 +21,15 @@ class AEConfig:
     stride-2 convolutions ``channels`` -> latent -> transposed convolutions (``arch='conv'``,
     square images; ``hidden`` is then unused).
 
-    ``loss`` is both the training loss and the anomaly score (per-sample mean over features).
+    Attributes:
+      hidden: hidden layer sizes of the dense encoder (mirrored in the decoder), e.g. 128,64,12.
+      latent: latent size.
+      activation: hidden activation (relu, leaky_relu, ...; None: ReLU dense, LeakyReLU conv).
+      output_activation: sigmoid (data in [0, 1]) or linear.
+      loss: mse or bce: the training loss and the anomaly score (per-sample mean over features).
+      score_batch: samples per vmapped scoring chunk.
+      arch: dense MLPs or conv (convolutional networks; square single-channel images).
+      channels: conv channels per stride-2 level, e.g. 32,64.
     """
 
     hidden: tuple[int, ...] = (128, 64, 12)
@@ -66,23 +64,8 @@ PRESETS = {
 }
 
 
-def _preset_for(dataset: str) -> str:
-    return {"mnist": "mnist_tutorial", "fashion_mnist": "fashion_lab", "digits": "digits"}.get(
-        dataset, "synthetic"
-    )
-
-
 def build_model(cfg: AEConfig, n_features: int) -> EncoderDecoder:
-    encoder, decoder = encoder_decoder(
-        cfg.arch,
-        n_features,
-        encoder_out=cfg.latent,
-        hidden=cfg.hidden,
-        channels=cfg.channels,
-        activation=cfg.activation,
-        output_activation=cfg.output_activation,
-    )
-    return EncoderDecoder(encoder, decoder)
+    return EncoderDecoder(*autoencoder_pair(cfg, n_features))
 
 
 def init_state(cfg: AEConfig, train: TrainConfig, n_features: int, key: jax.Array):
@@ -92,7 +75,7 @@ def init_state(cfg: AEConfig, train: TrainConfig, n_features: int, key: jax.Arra
     return train_state.TrainState.create(apply_fn=model.apply, params=params, tx=adam(train))
 
 
-def make_train_step(cfg: AEConfig):
+def make_step(cfg: AEConfig, train: TrainConfig, n_features: int):
     """``step(state, batch, mask, key) -> (state, {'loss'})``: grad, Adam update and apply
     in one function (jit it, or let the epoch scan compile it)."""
 
@@ -109,7 +92,7 @@ def make_train_step(cfg: AEConfig):
     return step
 
 
-def make_eval_fn(cfg: AEConfig):
+def make_eval(cfg: AEConfig, n_features: int):
     """``(state, x) -> {'loss'}``: mean reconstruction loss on a validation set."""
 
     def eval_fn(state, x):
@@ -119,28 +102,9 @@ def make_eval_fn(cfg: AEConfig):
     return eval_fn
 
 
-def fit(cfg: AEConfig, train: TrainConfig, x_train, x_val=None, *, key, progress=True) -> Fitted:
-    """Trains the autoencoder on normal data ``x_train`` (N, D).
-
-    Validation loss on ``x_val`` is reported every epoch and drives early stopping when
-    ``train.patience`` is set.
-    """
-    x_train, x_val = check_fit_data(x_train, x_val)
-    state, result = train_with_config(
-        "ae",
-        lambda k: init_state(cfg, train, x_train.shape[1], k),
-        make_train_step(cfg),
-        x_train,
-        train,
-        key=key,
-        eval_fn=make_eval_fn(cfg),
-        val_data=x_val,
-        progress=progress,
-    )
-    return Fitted("ae", cfg, state.params, result, x_train.shape[1], state=state)
-
-
-def _make_one(cfg: AEConfig, n_features: int):
+def make_sample_scorer(cfg: AEConfig, n_features: int):
+    """``one(params, x) -> {'score', 'reconstruction'}`` for one sample: the reconstruction
+    error (higher = more anomalous)."""
     model = build_model(cfg, n_features)
 
     def one(params, x):
@@ -150,25 +114,16 @@ def _make_one(cfg: AEConfig, n_features: int):
     return one
 
 
-def score(fitted: Fitted, x, *, key=None, devices: int | None = None) -> dict[str, np.ndarray]:
-    """Per-sample reconstruction error (higher = more anomalous) and the reconstructions,
-    computed in jitted chunks of ``score_batch`` samples per device, the samples sharded over
-    the first ``devices`` devices (None: all)."""
-    del key
-    x = check_features(x, fitted.n_features)
-    return score_rows(_make_one, fitted, x, devices=devices, chunk=fitted.config.score_batch)
-
-
 DETECTOR = register(
     Detector(
         name="ae",
-        description="dense autoencoder, reconstruction-error score",
+        description="autoencoder, reconstruction-error score",
         config_cls=AEConfig,
         presets=PRESETS,
-        preset_for=_preset_for,
-        input_range="unit",
-        fit=fit,
-        score=score,
-        init_state=init_state,
+        phases=(Phase("train", init_state, make_step, make_eval),),
+        make_sample_scorer=make_sample_scorer,
+        dataset_presets={"mnist": "mnist_tutorial", "fashion_mnist": "fashion_lab", "digits": "digits"},
+        default_preset="synthetic",
+        estimator="AutoEncoder",
     )
 )

@@ -1,24 +1,35 @@
-"""The small interface every detector implements, and the registry that names them."""
+"""The detector contract (pure functions), the one ``fit`` and ``score`` every detector
+shares, and the registry that names them."""
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib
+import importlib.util
+import os
+import sys
 from collections.abc import Callable, Mapping
+from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
+import optax
 
-from jax_anomaly.config import TrainConfig
+from jax_anomaly.config import TrainConfig, replace
 from jax_anomaly.sharding import local_rows, make_mesh, map_samples, shard_samples
-from jax_anomaly.training import FitResult
+from jax_anomaly.training import FitResult, fit_loop
+
+INPUT_RANGES = ("unit", "symmetric")
 
 
 @dataclasses.dataclass(frozen=True)
 class Fitted:
-    """A trained detector: its config, parameters (pytree), training record, and the final
-    train state (parameters with optimiser state; None when loaded without one)."""
+    """A trained detector: its name, config, scoring parameters (pytree), training record,
+    feature count, and the final train state (parameters with optimiser state; None when
+    loaded without one). With several training phases the state is ``{phase name: state}``."""
 
     detector: str
     config: Any
@@ -28,37 +39,106 @@ class Fitted:
     state: Any = None
 
 
+def _params_attr(state):
+    return state.params
+
+
+@dataclasses.dataclass(frozen=True)
+class Phase:
+    """One training phase: a train state, a step over it, an optional validation loss.
+
+    Attributes:
+      name: the phase's name (history entries and checkpoints of later phases carry it).
+      init_state: ``(cfg, train, n_features, key) -> state``; a later phase also gets
+        ``previous=`` the parameters the phase before it produced.
+      make_step: ``(cfg, train, n_features) -> step(state, batch, mask, key) -> (state,
+        metrics)``, pure: the epoch loop scans it on the device; ``mask`` (B,) is 0 on padding
+        rows (average with ``training.masked_mean``).
+      make_eval: optional ``(cfg, n_features) -> eval(state, x) -> {'loss': ...}``, the
+        validation loss behind early stopping.
+      prepare_state: optional ``(cfg, state, x_train) -> state`` run once before training
+        (e.g. statistics of the training data kept in the parameters).
+      params_of: ``state -> params`` handed to the next phase or to scoring.
+      train_config: optional ``(cfg, train) -> TrainConfig`` for this phase (e.g. its own
+        epoch count).
+    """
+
+    name: str
+    init_state: Callable[..., Any]
+    make_step: Callable[..., Callable]
+    make_eval: Callable[..., Callable] | None = None
+    prepare_state: Callable[..., Any] | None = None
+    params_of: Callable[[Any], Any] = _params_attr
+    train_config: Callable[..., TrainConfig] | None = None
+
+
+def _default_chunk(cfg, local_n: int) -> int:
+    return getattr(cfg, "score_batch", None) or 4096
+
+
 @dataclasses.dataclass(frozen=True)
 class Detector:
     """A detector as a bundle of pure functions (like optax's ``GradientTransformation``).
 
+    A method supplies its config, its training phase(s) and a score written for one sample;
+    ``fit`` and ``score`` below are the same for every detector.
+
     Attributes:
       name: registry name (``--detector``).
-      description: one line for ``--help``.
-      config_cls: frozen dataclass of the model/scoring hyperparameters.
-      presets: named configs; every detector has ``'tiny'`` (used by the fast tests).
-      preset_for: data set name -> preset name used when none is given.
+      description: one line for ``--help`` and the estimator's docstring.
+      config_cls: frozen dataclass of the model/scoring hyperparameters; its fields become
+        CLI flags and its ``Attributes:`` docstring their help.
+      presets: named configs; every detector has ``'tiny'`` (used by the tests).
+      phases: the training phases, run in order (most detectors have one).
+      make_sample_scorer: ``(cfg, n_features) -> one(params, x, *extra) -> dict`` with
+        ``'score'`` (higher = more anomalous) and optionally ``'reconstruction'``, ``'z'`` and
+        other parts, for ONE sample ``x`` (D,); vmapped, chunked and sharded by ``score``.
+      score_inputs: optional ``(cfg, x, key) -> tuple`` of per-sample arrays passed to ``one``
+        as ``extra`` (random draws: use ``sample_keys`` so a score depends on the sample only).
+      score_chunk: ``(cfg, local_n) -> rows`` per vmapped chunk on each device.
+      dataset_presets: data set name -> preset name; others get ``default_preset``.
+      default_preset: the preset for any other data set.
       input_range: ``'unit'`` (data in [0, 1]) or ``'symmetric'`` ([-1, 1], tanh generators).
-      fit: ``(config, train_config, x_train, x_val, *, key, progress) -> Fitted``.
-      score: ``(fitted, x, *, key, devices=None) -> dict`` with ``'score'`` (N,), higher = more
-        anomalous, and optionally ``'reconstruction'`` (N, D) and other per-sample parts; the
-        samples are sharded over ``devices`` devices (None: all).
-      extra_plots: optional ``(fitted, plots_dir, image_shape, *, key) -> None`` for plots
-        of the method's own (e.g. generated samples).
-      init_state: optional ``(config, train_config, n_features, key) -> train state``; lets a
-        saved model's optimiser state be restored into its typed structure.
+      estimator: class name of its scikit-learn estimator (``AutoEncoder``); None: only
+        ``AnomalyDetector(name)``.
+      extra_plots: optional ``(fitted, plots_dir, image_shape, *, key) -> None``.
     """
 
     name: str
     description: str
     config_cls: type
     presets: Mapping[str, Any]
-    preset_for: Callable[[str], str]
-    input_range: str
-    fit: Callable[..., Fitted]
-    score: Callable[..., dict[str, np.ndarray]]
+    phases: tuple[Phase, ...]
+    make_sample_scorer: Callable[..., Callable]
+    score_inputs: Callable[..., tuple] | None = None
+    score_chunk: Callable[[Any, int], int] = _default_chunk
+    dataset_presets: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    default_preset: str = "default"
+    input_range: str = "unit"
+    estimator: str | None = None
     extra_plots: Callable[..., None] | None = None
-    init_state: Callable[..., Any] | None = None
+
+    def __post_init__(self):
+        if "tiny" not in self.presets:
+            raise ValueError(f"detector '{self.name}' needs a 'tiny' preset for the tests")
+        missing = {self.default_preset, *self.dataset_presets.values()} - set(self.presets)
+        if missing:
+            raise ValueError(f"detector '{self.name}' names presets it does not have: {sorted(missing)}")
+        if self.input_range not in INPUT_RANGES:
+            raise ValueError(f"input_range must be one of {INPUT_RANGES}, got '{self.input_range}'")
+        if not self.phases:
+            raise ValueError(f"detector '{self.name}' needs at least one training phase")
+
+    # ---- configuration and input range ----------------------------------------------
+
+    def config(self, preset: str | None = None, dataset: str = "", **overrides):
+        """The preset's config (by name, or the one for ``dataset``) with ``overrides``."""
+        name = preset or self.dataset_presets.get(dataset, self.default_preset)
+        if name not in self.presets:
+            raise ValueError(
+                f"detector '{self.name}' has no preset '{name}'; presets: {sorted(self.presets)}"
+            )
+        return replace(self.presets[name], **overrides)
 
     def to_input(self, x: np.ndarray) -> np.ndarray:
         """Data in [0, 1] -> the detector's input range."""
@@ -68,39 +148,188 @@ class Detector:
         """The detector's input range (e.g. a reconstruction) -> [0, 1]."""
         return (x + 1.0) / 2.0 if self.input_range == "symmetric" else x
 
-    def config(self, preset: str | None = None, dataset: str = "", **overrides):
-        """The preset's config (by name, or the one for ``dataset``) with ``overrides``."""
-        from jax_anomaly.config import replace
+    # ---- training -------------------------------------------------------------------
 
-        name = preset or self.preset_for(dataset)
-        if name not in self.presets:
-            raise ValueError(
-                f"detector '{self.name}' has no preset '{name}'; presets: {sorted(self.presets)}"
+    def _phase_keys(self, key):
+        return [key] if len(self.phases) == 1 else list(jax.random.split(key, len(self.phases)))
+
+    def init_state(self, cfg, train: TrainConfig, n_features: int, key):
+        """A freshly initialised train state (``{phase: state}`` with several phases); the
+        template a saved model's state is restored into."""
+        states, previous = {}, None
+        for i, (phase, k) in enumerate(zip(self.phases, self._phase_keys(key), strict=True)):
+            extra = {} if i == 0 else {"previous": previous}
+            states[phase.name] = phase.init_state(
+                cfg, _phase_train(phase, cfg, train), n_features, k, **extra
             )
-        return replace(self.presets[name], **overrides)
+            previous = phase.params_of(states[phase.name])
+        return states[self.phases[0].name] if len(self.phases) == 1 else states
+
+    def fit(self, cfg, train: TrainConfig, x_train, x_val=None, *, key, progress=True) -> Fitted:
+        """Trains on normal data ``x_train`` (N, D) in the detector's input range; the
+        validation loss on ``x_val`` (when the method has one) is reported every epoch and
+        drives early stopping when ``train.patience`` is set.
+
+        Raises:
+          ValueError: bad data (see ``check_features``) or settings.
+          TrainingDivergedError: a NaN/inf loss (names the epoch; keeps the last good state).
+        """
+        x_train, x_val = check_fit_data(x_train, x_val)
+        return self.fit_checked(cfg, train, x_train, x_val, key=key, progress=progress)
+
+    def fit_checked(self, cfg, train: TrainConfig, x_train, x_val, *, key, progress=True) -> Fitted:
+        """``fit`` for data already checked (float32, finite, (N, D); ``x_val`` None or checked)."""
+        n_features = x_train.shape[1]
+        keys = self._phase_keys(key)
+        states, results, previous = {}, [], None
+        for i, phase in enumerate(self.phases):
+            phase_train = _phase_train(phase, cfg, train)
+            if i > 0 and train.checkpoint:  # later phases checkpoint beside the first one
+                path = f"{train.checkpoint}.{phase.name}"
+                phase_train = dataclasses.replace(
+                    phase_train, checkpoint=path, resume=bool(train.resume and os.path.exists(path))
+                )
+            extra = {} if i == 0 else {"previous": previous}
+
+            def init(k, phase=phase, phase_train=phase_train, extra=extra):
+                state = phase.init_state(cfg, phase_train, n_features, k, **extra)
+                return phase.prepare_state(cfg, state, x_train) if phase.prepare_state else state
+
+            state, result = train_phase(
+                self.name,
+                init,
+                phase.make_step(cfg, phase_train, n_features),
+                x_train,
+                phase_train,
+                key=keys[i],
+                eval_fn=phase.make_eval(cfg, n_features) if phase.make_eval else None,
+                val_data=x_val,
+                progress=progress,
+            )
+            states[phase.name], previous = state, phase.params_of(state)
+            results.append((phase.name, result))
+        state = states[self.phases[0].name] if len(self.phases) == 1 else states
+        return Fitted(self.name, cfg, previous, merge_results(results), n_features, state=state)
+
+    # ---- scoring --------------------------------------------------------------------
+
+    def score(self, fitted: Fitted, x, *, key=None, devices: int | None = None) -> dict[str, np.ndarray]:
+        """Scores every row of ``x`` (N, D) (the detector's input range) in one compiled
+        call per shape, the rows sharded over the first ``devices`` devices (None: all).
+
+        Returns:
+          the sample scorer's dict stacked over rows, as NumPy arrays: ``score`` (N,),
+          higher = more anomalous, and the method's other parts.
+
+        Raises:
+          ValueError: bad data, or no ``key`` for a method that draws random numbers.
+        """
+        x = check_features(x, fitted.n_features)
+        return self.score_checked(fitted, x, key=key, devices=devices)
+
+    def score_checked(self, fitted: Fitted, x: np.ndarray, *, key=None, devices: int | None = None) -> dict:
+        """``score`` for data already checked."""
+        extra = ()
+        if self.score_inputs is not None:
+            if key is None:
+                raise ValueError(f"detector '{self.name}' needs a PRNG key to score (its random draws)")
+            extra = self.score_inputs(fitted.config, x, key)
+        mesh = make_mesh(devices)
+        scorer = self.sharded_scorer(fitted.config, fitted.n_features, len(x), mesh)
+        return map_samples(scorer, mesh, fitted.params, x, *extra)
+
+    def sharded_scorer(self, cfg, n_features: int, n: int, mesh):
+        """The compiled ``(params, x, *extra) -> dict`` for ``n`` rows over ``mesh`` (cached)."""
+        local_n = local_rows(n, mesh)
+        chunk = min(self.score_chunk(cfg, local_n), local_n)
+        return sample_scorer(self.make_sample_scorer, cfg, n_features, chunk, mesh)
 
 
-_REGISTRY: dict[str, Detector] = {}
+def _phase_train(phase: Phase, cfg, train: TrainConfig) -> TrainConfig:
+    return phase.train_config(cfg, train) if phase.train_config else train
 
 
-def register(detector: Detector) -> Detector:
-    """Adds a detector to the registry (a new method is one new file calling this)."""
-    if not {"tiny"} <= set(detector.presets):
-        raise ValueError(f"detector '{detector.name}' needs a 'tiny' preset for the tests")
-    _REGISTRY[detector.name] = detector
-    return detector
+@functools.lru_cache(maxsize=64)
+def sample_scorer(make_sample_scorer: Callable, cfg, n_features: int, chunk: int, mesh=None):
+    """``make_sample_scorer(cfg, n_features)``'s per-sample function vmapped over chunks of
+    ``chunk`` rows (``lax.map``) and sharded by rows over ``mesh`` (None: all devices);
+    jitted and cached per arguments. Rows must divide by the mesh size (``map_samples``
+    pads them)."""
+    one = make_sample_scorer(cfg, n_features)
+
+    def local(params, *xs):
+        return jax.lax.map(lambda row: one(params, *row), xs, batch_size=chunk)
+
+    return shard_samples(local, mesh or make_mesh())
 
 
-def get_detector(name: str) -> Detector:
-    """The registered detector called ``name``."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown detector '{name}'; expected one of {sorted(_REGISTRY)}") from None
+def merge_results(results: list[tuple[str, FitResult]]) -> FitResult:
+    """One ``FitResult`` of several phases: epochs numbered on, each entry tagged with its
+    phase, the metrics of phases after the first prefixed with the phase name."""
+    if len(results) == 1:
+        return results[0][1]
+    history, offset = [], 0
+    for i, (name, r) in enumerate(results):
+        for h in r.history:
+            metrics = {k if i == 0 else f"{name}_{k}": v for k, v in h.items() if k != "epoch"}
+            history.append({"epoch": offset + h["epoch"], "phase": name, **metrics})
+        offset += len(r.history)
+    last = results[-1][1]
+    return FitResult(
+        history=history,
+        compile_seconds=sum(r.compile_seconds for _, r in results),
+        train_seconds=sum(r.train_seconds for _, r in results),
+        best_epoch=offset - len(last.history) + last.best_epoch,
+        stopped_early=last.stopped_early,
+    )
 
 
-def detector_names() -> list[str]:
-    return sorted(_REGISTRY)
+def train_phase(
+    name: str,
+    init_state: Callable,
+    step: Callable,
+    x_train: np.ndarray,
+    train: TrainConfig,
+    *,
+    key,
+    eval_fn: Callable | None = None,
+    val_data=None,
+    progress=True,
+):
+    """Initialises a state with ``init_state(key)`` and trains it with the on-device epoch
+    loop under ``train``. Returns ``(state, FitResult)``. ``eval_fn`` (the validation loss)
+    is used only when ``val_data`` is given.
+
+    Raises:
+      ValueError: early stopping asked for (``train.patience``) without a validation loss.
+    """
+    if val_data is None:
+        eval_fn = None
+    if train.patience is not None and eval_fn is None:
+        raise ValueError(
+            f"early stopping (patience) needs a validation loss: detector '{name}' has none here "
+            "(no validation data, or a method without one)"
+        )
+    init_key, train_key = jax.random.split(key)
+    return fit_loop(
+        init_state(init_key),
+        step,
+        x_train,
+        train,
+        key=train_key,
+        eval_fn=eval_fn,
+        val_data=val_data,
+        progress=progress,
+    )
+
+
+def adam(train: TrainConfig, default_b1: float = 0.9):
+    """The optax Adam every detector uses; ``train.b1`` when set, else ``default_b1``."""
+    b1 = default_b1 if train.b1 is None else train.b1
+    return optax.adam(train.learning_rate, b1=b1, b2=train.b2)
+
+
+# ---- input checks -------------------------------------------------------------------------
 
 
 def check_features(x, n_features: int | None = None, what: str = "x") -> np.ndarray:
@@ -144,89 +373,69 @@ def sample_keys(key, x: np.ndarray):
     return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, hashes.astype(np.uint32))
 
 
-def train_with_config(
-    name: str,
-    init_state: Callable,
-    step: Callable,
-    x_train: np.ndarray,
-    train: TrainConfig,
-    *,
-    key,
-    eval_fn: Callable | None = None,
-    val_data=None,
-    progress=True,
-):
-    """Initialises a state with ``init_state(key)`` and trains it with the on-device epoch
-    loop under ``train``'s settings. Returns ``(state, FitResult)``. ``eval_fn`` (the
-    validation loss) is used only when ``val_data`` is given.
+def per_sample_normal(key, x: np.ndarray, shape: tuple[int, ...]) -> jax.Array:
+    """N(0, I) draws of ``shape`` for each row of ``x``: ``(N, *shape)``, each row's from
+    ``sample_keys`` (so a sample's draw, and its score, depend on the sample alone)."""
+    return jax.vmap(lambda k: jax.random.normal(k, shape))(sample_keys(key, x))
+
+
+# ---- the registry -------------------------------------------------------------------------
+
+_REGISTRY: dict[str, Detector] = {}
+ENTRY_POINT_GROUP = "jax_anomaly.detectors"
+
+
+def register(detector: Detector) -> Detector:
+    """Adds a detector to the registry: from then on it is ``--detector NAME``, an estimator
+    (``AnomalyDetector(NAME)``, and the class ``detector.estimator`` names) and a CLI with its
+    config's fields as flags. A new method is one file calling this."""
+    _REGISTRY[detector.name] = detector
+    return detector
+
+
+@functools.cache
+def _load_entry_points() -> None:
+    """Imports the detectors that installed packages declare under the entry-point group
+    ``jax_anomaly.detectors`` (each module registers itself on import)."""
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        ep.load()
+
+
+def load_plugin(module: str) -> None:
+    """Imports ``module`` (a dotted module name, or a path to a ``.py`` file) so that the
+    detectors it registers are available.
 
     Raises:
-      ValueError: early stopping asked for (``train.patience``) without a validation loss.
+      ValueError: the module cannot be found or fails to import.
     """
-    from jax_anomaly.training import fit
-
-    if val_data is None:
-        eval_fn = None
-    if train.patience is not None and eval_fn is None:
-        raise ValueError(
-            f"early stopping (patience) needs a validation loss: detector '{name}' has none here "
-            "(no validation data, or a method without one)"
-        )
-    init_key, train_key = jax.random.split(key)
-    return fit(
-        init_state(init_key),
-        step,
-        x_train,
-        epochs=train.epochs,
-        batch_size=train.batch_size,
-        key=train_key,
-        eval_fn=eval_fn,
-        val_data=val_data,
-        patience=train.patience,
-        drop_remainder=train.drop_remainder,
-        unroll=train.unroll,
-        progress=progress,
-        devices=train.devices,
-        checkpoint=train.checkpoint,
-        checkpoint_every=train.checkpoint_every or 1,
-        resume=train.resume,
-    )
+    try:
+        if module.endswith(".py"):
+            path = Path(module)
+            if not path.is_file():
+                raise ValueError(f"plugin file not found: {module}")
+            spec = importlib.util.spec_from_file_location(path.stem, path)
+            mod = importlib.util.module_from_spec(spec)
+            sys.modules[path.stem] = mod
+            spec.loader.exec_module(mod)
+        else:
+            importlib.import_module(module)
+    except ImportError as e:
+        raise ValueError(f"cannot import plugin '{module}': {e}") from None
 
 
-def adam(train: TrainConfig, default_b1: float = 0.9):
-    """The optax Adam every detector uses; ``train.b1`` when set, else ``default_b1``."""
-    import optax
-
-    b1 = default_b1 if train.b1 is None else train.b1
-    return optax.adam(train.learning_rate, b1=b1, b2=train.b2)
+def registry() -> Mapping[str, Detector]:
+    """Every registered detector by name (the package's, plugins' and entry points')."""
+    _load_entry_points()
+    return _REGISTRY
 
 
-@functools.lru_cache(maxsize=64)
-def _row_scorer(make_one: Callable, config, n_features: int, mesh, chunk: int):
-    one = make_one(config, n_features)
-
-    def local(params, *xs):
-        return jax.lax.map(lambda row: one(params, *row), xs, batch_size=chunk)
-
-    return shard_samples(local, mesh)
+def get_detector(name: str) -> Detector:
+    """The registered detector called ``name``."""
+    try:
+        return registry()[name]
+    except KeyError:
+        raise ValueError(f"unknown detector '{name}'; expected one of {sorted(_REGISTRY)}") from None
 
 
-def score_rows(make_one: Callable, fitted: Fitted, x: np.ndarray, *extra, devices=None, chunk: int = 4096):
-    """Runs a per-sample score function over every row of ``x``, compiled once per shape.
-
-    Args:
-      make_one: ``(config, n_features) -> one(params, x_row, *extra_rows) -> dict`` (a
-        module-level function: it keys the compile cache); ``one`` is written for one sample
-        and vmapped over chunks of ``chunk`` rows by ``lax.map``.
-      fitted: the trained detector (its config, params and feature count).
-      x: (N, D) samples, already checked.
-      extra: more per-sample arrays (N, ...), e.g. noise drawn with ``sample_keys``.
-      devices: shard the rows over the first ``devices`` devices (None: all).
-
-    Returns:
-      ``one``'s dict with every entry stacked over the N rows, as NumPy arrays.
-    """
-    mesh = make_mesh(devices)
-    chunk = min(chunk, local_rows(len(x), mesh))
-    scorer = _row_scorer(make_one, fitted.config, fitted.n_features, mesh, chunk)
-    return map_samples(scorer, mesh, fitted.params, x, *extra)
+def detector_names() -> list[str]:
+    return sorted(registry())

@@ -9,22 +9,11 @@ import math
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax.training import train_state
 
 from jax_anomaly.config import TrainConfig
-from jax_anomaly.detectors.base import (
-    Detector,
-    Fitted,
-    adam,
-    check_features,
-    check_fit_data,
-    register,
-    sample_keys,
-    score_rows,
-    train_with_config,
-)
+from jax_anomaly.detectors.base import Detector, Phase, adam, per_sample_normal, register
 from jax_anomaly.models import check_autoencoder_config, encoder_decoder
 from jax_anomaly.training import masked_mean
 
@@ -93,10 +82,6 @@ PRESETS = {
 }
 
 
-def _preset_for(dataset: str) -> str:
-    return {"mnist": "mnist", "fashion_mnist": "mnist", "digits": "digits"}.get(dataset, "synthetic")
-
-
 def build_models(cfg: VAEConfig, n_features: int):
     """``(encoder (..., D) -> (..., 2*latent), decoder (..., latent) -> (..., D, k))``, k = 1
     (Bernoulli logits) or 2 (Gaussian mean, raw log-variance)."""
@@ -160,7 +145,7 @@ def make_parts(cfg: VAEConfig, n_features: int):
     return encode, decode, kl
 
 
-def make_train_step(cfg: VAEConfig, n_features: int):
+def make_step(cfg: VAEConfig, train: TrainConfig, n_features: int):
     """``step(state, batch, mask, key) -> (state, metrics)``: one reparameterised sample per
     row, loss = mean over rows of ``-log p(x|z) + β·KL``; metrics split it into its parts."""
     encode, decode, kl = make_parts(cfg, n_features)
@@ -179,7 +164,7 @@ def make_train_step(cfg: VAEConfig, n_features: int):
     return step
 
 
-def make_eval_fn(cfg: VAEConfig, n_features: int):
+def make_eval(cfg: VAEConfig, n_features: int):
     """``(state, x) -> {'loss'}``: the objective with z = μ(x) (deterministic, for early stopping)."""
     encode, decode, kl = make_parts(cfg, n_features)
 
@@ -191,26 +176,11 @@ def make_eval_fn(cfg: VAEConfig, n_features: int):
     return eval_fn
 
 
-def fit(cfg: VAEConfig, train: TrainConfig, x_train, x_val=None, *, key, progress=True) -> Fitted:
-    """Trains the VAE on normal data ``x_train`` (N, D) in [0, 1]; the validation objective
-    on ``x_val`` drives early stopping when ``train.patience`` is set."""
-    x_train, x_val = check_fit_data(x_train, x_val)
-    n_features = x_train.shape[1]
-    state, result = train_with_config(
-        "vae",
-        lambda k: init_state(cfg, train, n_features, k),
-        make_train_step(cfg, n_features),
-        x_train,
-        train,
-        key=key,
-        eval_fn=make_eval_fn(cfg, n_features),
-        val_data=x_val,
-        progress=progress,
-    )
-    return Fitted("vae", cfg, state.params, result, n_features, state=state)
-
-
-def _make_one(cfg: VAEConfig, n_features: int):
+def make_sample_scorer(cfg: VAEConfig, n_features: int):
+    """``one(params, x, eps) -> dict`` for one sample ``x`` (D,) with its L Monte-Carlo
+    draws ``eps`` (L, latent): ``score`` (the config's choice), ``recon_error``,
+    ``neg_elbo``, ``neg_log_recon_prob``, ``z`` = μ(x) and ``reconstruction``, the decoder
+    mean at μ(x)."""
     encode, decode, kl = make_parts(cfg, n_features)
 
     def one(params, x, eps):
@@ -235,28 +205,11 @@ def _make_one(cfg: VAEConfig, n_features: int):
     return one
 
 
-def score(fitted: Fitted, x, *, key, devices: int | None = None) -> dict[str, np.ndarray]:
-    """Scores every sample of ``x`` (N, D); higher = more anomalous.
-
-    Args:
-      fitted: a trained VAE.
-      x: samples in [0, 1].
-      key: PRNG key of the L Monte-Carlo samples; each sample's noise comes from it folded
-        with a hash of the sample (``sample_keys``), so a score does not depend on the batch.
-      devices: shard the samples over the first ``devices`` devices (None: all).
-
-    Returns:
-      dict of NumPy arrays: ``score`` (N,) (the config's choice), ``recon_error``,
-      ``neg_elbo``, ``neg_log_recon_prob`` (N,), ``z`` = μ(x) (N, latent) and
-      ``reconstruction`` (N, D), the decoder mean at μ(x).
-    """
-    if key is None:
-        raise ValueError("VAE scoring needs a PRNG key for its Monte-Carlo samples")
-    cfg = fitted.config
-    x = check_features(x, fitted.n_features)
+def score_inputs(cfg: VAEConfig, x, key) -> tuple:
+    """The L Monte-Carlo draws (N, L, latent) per sample; each sample's from ``key`` folded
+    with a hash of the sample (``sample_keys``), so a score does not depend on the batch."""
     shape = (cfg.mc_samples, cfg.latent)
-    eps = jax.vmap(lambda k: jax.random.normal(k, shape))(sample_keys(key, x))
-    return score_rows(_make_one, fitted, x, eps, devices=devices, chunk=cfg.score_batch)
+    return (per_sample_normal(key, x, shape),)
 
 
 DETECTOR = register(
@@ -265,10 +218,11 @@ DETECTOR = register(
         description="variational autoencoder (β-ELBO), reconstruction-probability score",
         config_cls=VAEConfig,
         presets=PRESETS,
-        preset_for=_preset_for,
-        input_range="unit",
-        fit=fit,
-        score=score,
-        init_state=init_state,
+        phases=(Phase("train", init_state, make_step, make_eval),),
+        make_sample_scorer=make_sample_scorer,
+        score_inputs=score_inputs,
+        dataset_presets={"mnist": "mnist", "fashion_mnist": "mnist", "digits": "digits"},
+        default_preset="synthetic",
+        estimator="VAE",
     )
 )

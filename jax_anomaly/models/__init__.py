@@ -21,6 +21,7 @@ from jax_anomaly.models.dense import (
 )
 from jax_anomaly.models.factory import (
     EncoderDecoder,
+    autoencoder_pair,
     check_autoencoder_config,
     encoder_decoder,
     generator_discriminator,
@@ -43,6 +44,7 @@ __all__ = [
     "Generator",
     "activation",
     "check_arch",
+    "autoencoder_pair",
     "check_autoencoder_config",
     "encoder_decoder",
     "generator_discriminator",

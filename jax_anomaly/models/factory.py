@@ -8,14 +8,7 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 
-from jax_anomaly.models.conv import (
-    ConvDecoder,
-    ConvDiscriminator,
-    ConvEncoder,
-    ConvGenerator,
-    check_arch,
-    image_shape_for,
-)
+from jax_anomaly.models import conv
 from jax_anomaly.models.dense import Decoder, Discriminator, Encoder, Generator, activation
 
 
@@ -28,6 +21,20 @@ class EncoderDecoder(nn.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return self.decoder(self.encoder(x))
+
+
+def autoencoder_pair(cfg, n_features: int) -> tuple[nn.Module, nn.Module]:
+    """``(encoder, decoder)`` of an autoencoder config: one with fields ``arch``, ``latent``,
+    ``hidden``, ``channels``, ``activation`` and ``output_activation`` (AE, AAE)."""
+    return encoder_decoder(
+        cfg.arch,
+        n_features,
+        encoder_out=cfg.latent,
+        hidden=cfg.hidden,
+        channels=cfg.channels,
+        activation=cfg.activation,
+        output_activation=cfg.output_activation,
+    )
 
 
 def encoder_decoder(
@@ -52,10 +59,10 @@ def encoder_decoder(
             Encoder(tuple(hidden), encoder_out, activation),
             Decoder(tuple(reversed(hidden)), n_features * outputs_per_feature, activation, output_activation),
         )
-    height, width, _ = image_shape_for(n_features, len(channels))
+    height, width, _ = conv.image_shape_for(n_features, len(channels))
     return (
-        ConvEncoder((height, width, 1), tuple(channels), encoder_out, activation),
-        ConvDecoder(
+        conv.ConvEncoder((height, width, 1), tuple(channels), encoder_out, activation),
+        conv.ConvDecoder(
             (height, width, outputs_per_feature), tuple(reversed(channels)), activation, output_activation
         ),
     )
@@ -77,7 +84,7 @@ def check_autoencoder_config(cfg, tuple_fields: Sequence[str] = ("hidden", "chan
         object.__setattr__(cfg, name, tuple(int(v) for v in getattr(cfg, name)))
     if any(h < 1 for h in cfg.hidden) or cfg.latent < 1:
         raise ValueError(f"layer sizes must be >= 1: hidden {cfg.hidden}, latent {cfg.latent}")
-    check_arch(cfg.arch, cfg.channels)
+    conv.check_arch(cfg.arch, cfg.channels)
     activation(hidden_activation(cfg.arch, cfg.activation))
     activation(getattr(cfg, "output_activation", "linear"))
 
@@ -89,5 +96,7 @@ def generator_discriminator(
     MLPs (``g_hidden``, ``d_hidden``) or the DCGAN pair (``channels``; data must be square images)."""
     if arch == "dense":
         return Generator((*g_hidden, n_features)), Discriminator(tuple(d_hidden))
-    shape = image_shape_for(n_features, len(channels))
-    return ConvGenerator(shape, tuple(reversed(channels))), ConvDiscriminator(shape, tuple(channels))
+    shape = conv.image_shape_for(n_features, len(channels))
+    return conv.ConvGenerator(shape, tuple(reversed(channels))), conv.ConvDiscriminator(
+        shape, tuple(channels)
+    )

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +15,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from jax_anomaly import persistence
+from jax_anomaly.config import TrainConfig
 from jax_anomaly.sharding import constrain_rows, make_mesh, padded_size, replicate, train_devices
 from jax_anomaly.training.progress import Progress
 
@@ -121,52 +121,39 @@ class FitResult:
     stopped_early: bool
 
 
-def fit(
+def fit_loop(
     state: Any,
     step: Step,
     data: Any,
+    train: TrainConfig,
     *,
-    epochs: int,
-    batch_size: int,
     key: jax.Array,
     eval_fn: Callable[[Any, Any], dict] | None = None,
     val_data: Any = None,
-    patience: int | None = None,
     monitor: str = "val_loss",
-    drop_remainder: bool = False,
-    unroll: int = 1,
     progress: bool | Progress = True,
-    devices: int | None = None,
-    checkpoint: str | os.PathLike | None = None,
-    checkpoint_every: int = 1,
-    resume: bool = False,
 ) -> tuple[Any, FitResult]:
-    """Trains for ``epochs`` epochs, each one compiled ``lax.scan`` over the data.
+    """Trains for ``train.epochs`` epochs, each one compiled ``lax.scan`` over the data.
 
     Args:
       state: initial train state (any pytree, e.g. flax ``TrainState``).
       step: ``(state, batch, mask, key) -> (state, metrics)``.
       data: training array ``(N, ...)`` or pytree of such arrays.
-      epochs: number of epochs (>= 1).
-      batch_size: rows per step; clamped to N when larger.
+      train: the loop's settings (``TrainConfig``): ``epochs``; ``batch_size`` (clamped to
+        N); ``patience`` (early stopping on ``monitor``, returning the best state);
+        ``drop_remainder``; ``unroll`` (of the scan); ``devices`` (data-parallel over the first
+        N devices; None: all visible, but one on a single-host CPU, see
+        ``sharding.train_devices``); ``checkpoint`` (a file written every
+        ``checkpoint_every`` epochs and at the end, atomically: a crash mid-write keeps the
+        previous one, and divergence leaves the last good one) and ``resume`` (continue from
+        it with the same data and settings: the result equals an uninterrupted run with the
+        same key, bit for bit on the same machine).
       key: PRNG key; epoch ``e`` uses ``fold_in(key, e)``.
       eval_fn: optional ``(state, val_data) -> metrics`` run on the device after each epoch;
         its metrics are reported with a ``val_`` prefix.
       val_data: validation data passed to ``eval_fn``.
-      patience: early stopping: stop after this many epochs without improvement of
-        ``monitor``, and return the best state. None trains all epochs.
       monitor: metric for early stopping (default ``val_loss``).
-      drop_remainder: drop the last partial batch instead of padding it with a mask.
-      unroll: ``lax.scan`` unroll factor.
       progress: show a progress line (or pass a ``Progress``).
-      devices: train data-parallel over the first ``devices`` devices (None: all visible,
-        but one on a single-host CPU, see ``sharding.train_devices``); state and data are
-        replicated, each batch is split over the devices.
-      checkpoint: file to write a checkpoint to every ``checkpoint_every`` epochs and at the
-        end (atomically: a crash mid-write keeps the previous one). Training diverging
-        leaves the last good checkpoint in place.
-      resume: continue from ``checkpoint`` (same data and settings): the result equals an
-        uninterrupted run with the same key, bit for bit on the same machine.
 
     Returns:
       ``(state, FitResult)``.
@@ -176,21 +163,19 @@ def fit(
       ValueError: bad arguments; with ``resume``, a missing or corrupt checkpoint or one
         written for other data or settings.
     """
+    epochs, patience, checkpoint, resume = train.epochs, train.patience, train.checkpoint, train.resume
+    drop_remainder, checkpoint_every = train.drop_remainder, train.checkpoint_every or 1
     n = len(jax.tree.leaves(data)[0])
-    if epochs < 1:
-        raise ValueError(f"epochs must be >= 1, got {epochs}")
     if n < 1:
         raise ValueError("no training data")
     if patience is not None and (patience < 1 or eval_fn is None):
         raise ValueError("early stopping needs patience >= 1 and validation data")
-    if checkpoint_every < 1:
-        raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
     if resume and checkpoint is None:
         raise ValueError("resume needs a checkpoint file")
-    batch_size = min(batch_size, n)
-    mesh = make_mesh(train_devices(devices))
+    batch_size = min(train.batch_size, n)
+    mesh = make_mesh(train_devices(train.devices))
     epoch_fn = make_epoch_fn(
-        step, n=n, batch_size=batch_size, drop_remainder=drop_remainder, unroll=unroll, mesh=mesh
+        step, n=n, batch_size=batch_size, drop_remainder=drop_remainder, unroll=train.unroll, mesh=mesh
     )
 
     def epoch_and_eval(state, data, val_data, key):

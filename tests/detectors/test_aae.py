@@ -14,11 +14,13 @@ TRAIN = TrainConfig(epochs=30, batch_size=32)
 @pytest.fixture(scope="module")
 def synthetic_aae(synthetic):
     cfg = aae.PRESETS["synthetic"]
-    return aae.fit(cfg, TRAIN, synthetic.x_train, synthetic.x_val, key=jax.random.key(0), progress=False)
+    return aae.DETECTOR.fit(
+        cfg, TRAIN, synthetic.x_train, synthetic.x_val, key=jax.random.key(0), progress=False
+    )
 
 
 def test_codes_follow_the_prior_and_anomalies_separate(synthetic, synthetic_aae):
-    out = aae.score(synthetic_aae, synthetic.x_test)
+    out = aae.DETECTOR.score(synthetic_aae, synthetic.x_test)
     codes = out["z"][synthetic.y_test == 0]
     assert np.all((codes.std(0) > 0.5) & (codes.std(0) < 2.0)), codes.std(0)
     assert np.all(np.abs(codes.mean(0)) < 0.5), codes.mean(0)
@@ -29,15 +31,15 @@ def test_prior_weight_adds_the_prior_term(synthetic, synthetic_aae):
     fitted = dataclasses.replace(
         synthetic_aae, config=dataclasses.replace(synthetic_aae.config, prior_weight=2.0)
     )
-    out = aae.score(fitted, synthetic.x_test[:11])
+    out = aae.DETECTOR.score(fitted, synthetic.x_test[:11])
     latent = fitted.config.latent
     np.testing.assert_allclose(out["score"], out["recon_error"] + 2.0 * out["prior_nll"] / latent, rtol=1e-5)
 
 
 def test_one_step_runs_three_phases_jitted_equals_eager(synthetic):
     cfg = aae.PRESETS["tiny"]
-    state = aae.with_input_stats(aae.init_state(cfg, TRAIN, 20, jax.random.key(0)), synthetic.x_train)
-    step = aae.make_train_step(cfg, TRAIN, 20)
+    state = aae.with_input_stats(cfg, aae.init_state(cfg, TRAIN, 20, jax.random.key(0)), synthetic.x_train)
+    step = aae.make_step(cfg, TRAIN, 20)
     batch, mask = synthetic.x_train[:16], np.ones(16, np.float32)
     jitted, m1 = jax.jit(step)(state, batch, mask, jax.random.key(1))
     with jax.disable_jit():

@@ -12,23 +12,25 @@ from jax_anomaly.detectors import get_detector
 def synthetic_ae(synthetic):
     train = TrainConfig(epochs=50, batch_size=32)
     cfg = ae.PRESETS["synthetic"]
-    return ae.fit(cfg, train, synthetic.x_train, synthetic.x_val, key=jax.random.key(0), progress=False)
+    return ae.DETECTOR.fit(
+        cfg, train, synthetic.x_train, synthetic.x_val, key=jax.random.key(0), progress=False
+    )
 
 
 def test_synthetic_auroc(synthetic, synthetic_ae):
-    scores = ae.score(synthetic_ae, synthetic.x_test)["score"]
+    scores = ae.DETECTOR.score(synthetic_ae, synthetic.x_test)["score"]
     assert roc_auc_score(synthetic.y_test, scores) > 0.95
 
 
 def test_digits_auroc(digits, fast_train):
-    fitted = ae.fit(
+    fitted = ae.DETECTOR.fit(
         ae.PRESETS["digits"], fast_train, digits.x_train, digits.x_val, key=jax.random.key(1), progress=False
     )
-    assert roc_auc_score(digits.y_test, ae.score(fitted, digits.x_test)["score"]) > 0.9
+    assert roc_auc_score(digits.y_test, ae.DETECTOR.score(fitted, digits.x_test)["score"]) > 0.9
 
 
 def test_score_is_reconstruction_error(synthetic, synthetic_ae):
-    out = ae.score(synthetic_ae, synthetic.x_test[:7])
+    out = ae.DETECTOR.score(synthetic_ae, synthetic.x_test[:7])
     expected = np.mean((out["reconstruction"] - synthetic.x_test[:7]) ** 2, axis=1)
     np.testing.assert_allclose(out["score"], expected, rtol=1e-5)
 
@@ -38,8 +40,8 @@ def test_chunked_scoring_equals_one_chunk(synthetic, synthetic_ae):
 
     small = dataclasses.replace(synthetic_ae, config=dataclasses.replace(synthetic_ae.config, score_batch=7))
     np.testing.assert_allclose(
-        ae.score(small, synthetic.x_test)["score"],
-        ae.score(synthetic_ae, synthetic.x_test)["score"],
+        ae.DETECTOR.score(small, synthetic.x_test)["score"],
+        ae.DETECTOR.score(synthetic_ae, synthetic.x_test)["score"],
         rtol=1e-5,
     )
 
@@ -63,7 +65,7 @@ def test_bce_loss_matches_formula():
 )
 def test_score_rejects_bad_input(synthetic_ae, x, message):
     with pytest.raises(ValueError, match=message):
-        ae.score(synthetic_ae, x)
+        ae.DETECTOR.score(synthetic_ae, x)
 
 
 @pytest.mark.parametrize(

@@ -16,13 +16,13 @@ from jax_anomaly.detectors import vae
 def digits_vae(digits):
     cfg = vae.PRESETS["digits"]
     train = TrainConfig(epochs=40, batch_size=32)
-    return vae.fit(cfg, train, digits.x_train, digits.x_val, key=jax.random.key(0), progress=False)
+    return vae.DETECTOR.fit(cfg, train, digits.x_train, digits.x_val, key=jax.random.key(0), progress=False)
 
 
 def test_kl_is_active_and_separates(digits, digits_vae):
     last = digits_vae.result.history[-1]
     assert last["kl"] > 1.0  # no posterior collapse with beta = 1
-    out = vae.score(digits_vae, digits.x_test, key=jax.random.key(1))
+    out = vae.DETECTOR.score(digits_vae, digits.x_test, key=jax.random.key(1))
     for name in ("score", "recon_error", "neg_elbo", "neg_log_recon_prob"):
         assert roc_auc_score(digits.y_test, out[name]) > 0.9, name
     assert out["z"].shape == (len(digits.x_test), 4)
@@ -49,7 +49,7 @@ def test_reconstruction_probability_is_the_mc_average(digits, digits_vae):
     encode, decode, _ = vae.make_parts(cfg, digits_vae.n_features)
     x = jnp.asarray(digits.x_test[0])
     eps = jax.random.normal(jax.random.key(3), (cfg.mc_samples, cfg.latent))
-    out = vae._make_one(cfg, digits_vae.n_features)(digits_vae.params, x, eps)
+    out = vae.make_sample_scorer(cfg, digits_vae.n_features)(digits_vae.params, x, eps)
     mu, logvar = encode(digits_vae.params, x)
     log_liks = [float(decode(digits_vae.params, mu + jnp.exp(0.5 * logvar) * e)[1](x)) for e in eps]
     np.testing.assert_allclose(
@@ -63,7 +63,7 @@ def test_reconstruction_probability_is_the_mc_average(digits, digits_vae):
 @pytest.mark.parametrize("name, part", [("elbo", "neg_elbo"), ("recon", "recon_error")])
 def test_score_choice(digits, digits_vae, name, part):
     fitted = dataclasses.replace(digits_vae, config=dataclasses.replace(digits_vae.config, score=name))
-    out = vae.score(fitted, digits.x_test[:9], key=jax.random.key(1))
+    out = vae.DETECTOR.score(fitted, digits.x_test[:9], key=jax.random.key(1))
     np.testing.assert_array_equal(out["score"], out[part])
 
 
@@ -71,7 +71,7 @@ def test_beta_weights_the_kl(digits):
     kls = {}
     for beta in (0.1, 4.0):
         cfg = dataclasses.replace(vae.PRESETS["digits"], beta=beta)
-        f = vae.fit(
+        f = vae.DETECTOR.fit(
             cfg, TrainConfig(epochs=10, batch_size=32), digits.x_train, key=jax.random.key(0), progress=False
         )
         kls[beta] = f.result.history[-1]["kl"]

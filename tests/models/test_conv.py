@@ -40,11 +40,11 @@ def test_dcgan_discriminator_features():
 
 def test_conv_autoencoder_separates_digits(digits):
     cfg = ae.AEConfig(arch="conv", channels=(8, 16), latent=8)
-    fitted = ae.fit(
+    fitted = ae.DETECTOR.fit(
         cfg, TrainConfig(epochs=15, batch_size=32), digits.x_train, key=jax.random.key(0), progress=False
     )
     assert "conv_0" in fitted.params["encoder"]
-    assert roc_auc_score(digits.y_test, ae.score(fitted, digits.x_test)["score"]) > 0.9
+    assert roc_auc_score(digits.y_test, ae.DETECTOR.score(fitted, digits.x_test)["score"]) > 0.9
 
 
 def test_bad_arch_is_a_clear_error():

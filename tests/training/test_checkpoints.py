@@ -8,16 +8,24 @@ import pytest
 from jax_anomaly import persistence
 from jax_anomaly.config import TrainConfig
 from jax_anomaly.detectors import autoencoder as ae
-from jax_anomaly.training import TrainingDivergedError, fit
+from jax_anomaly.training import TrainingDivergedError
+from tests.training import fit
 
 CFG = ae.PRESETS["tiny"]
+
+
 KEY = jax.random.key(11)
 
 
 @pytest.fixture(scope="module")
 def setup(synthetic):
     state = ae.init_state(CFG, TrainConfig(), synthetic.n_features, jax.random.key(0))
-    return state, ae.make_train_step(CFG), jnp.asarray(synthetic.x_train), jnp.asarray(synthetic.x_val)
+    return (
+        state,
+        ae.make_step(CFG, TrainConfig(), 0),
+        jnp.asarray(synthetic.x_train),
+        jnp.asarray(synthetic.x_val),
+    )
 
 
 def _run(setup, epochs, **kw):
@@ -44,7 +52,7 @@ def test_resume_equals_uninterrupted_bit_for_bit(setup, tmp_path):
 def test_resume_with_early_stopping_keeps_the_best_state(setup, tmp_path):
     state, step, x, x_val = setup
     ckpt = tmp_path / "es.msgpack"
-    eval_fn = ae.make_eval_fn(CFG)
+    eval_fn = ae.make_eval(CFG, 0)
     kw = {"eval_fn": eval_fn, "val_data": x_val, "patience": 2}
     whole, r1 = _run(setup, 8, **kw)
     _run(setup, 4, checkpoint=ckpt, **kw)

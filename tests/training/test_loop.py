@@ -8,10 +8,10 @@ from jax_anomaly.detectors import autoencoder as ae
 from jax_anomaly.training import (
     TrainingDivergedError,
     epoch_batches,
-    fit,
     make_epoch_fn,
     masked_mean,
 )
+from tests.training import fit
 
 CFG = ae.PRESETS["tiny"]
 
@@ -20,7 +20,7 @@ CFG = ae.PRESETS["tiny"]
 def setup(synthetic):
     train = TrainConfig(batch_size=32)
     state = ae.init_state(CFG, train, synthetic.n_features, jax.random.key(0))
-    return state, ae.make_train_step(CFG), jnp.asarray(synthetic.x_train)
+    return state, ae.make_step(CFG, TrainConfig(), 0), jnp.asarray(synthetic.x_train)
 
 
 def _assert_trees_close(a, b, **tol):
@@ -89,7 +89,7 @@ def test_fit_decreases_loss_and_compiles_once(setup):
     _, result = fit(state, counting_step, x, epochs=5, batch_size=32, key=jax.random.key(5), progress=False)
     losses = [h["loss"] for h in result.history]
     assert len(traces) == 1, "the epoch was traced more than once"
-    initial = float(ae.make_eval_fn(CFG)(state, x)["loss"])
+    initial = float(ae.make_eval(CFG, 0)(state, x)["loss"])
     assert losses[-1] < losses[0] < initial
     assert losses[-1] < 0.9 * initial  # iid Gaussian features: a 4-d code explains only part
     assert result.compile_seconds > 0 and result.best_epoch == 5
@@ -98,7 +98,9 @@ def test_fit_decreases_loss_and_compiles_once(setup):
 def test_early_stopping_returns_best_state(synthetic):
     cfg = ae.PRESETS["tiny"]
     train = TrainConfig(epochs=200, batch_size=32, learning_rate=3e-2, patience=2)
-    fitted = ae.fit(cfg, train, synthetic.x_train, synthetic.x_val, key=jax.random.key(6), progress=False)
+    fitted = ae.DETECTOR.fit(
+        cfg, train, synthetic.x_train, synthetic.x_val, key=jax.random.key(6), progress=False
+    )
     r = fitted.result
     assert r.stopped_early and len(r.history) < 200
     assert r.history[r.best_epoch - 1]["val_loss"] == min(h["val_loss"] for h in r.history)
