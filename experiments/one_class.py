@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import io
 import json
 import sys
 import time
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jax_anomaly import DataConfig, RunConfig, TrainConfig, run
+from jax_anomaly import DataConfig, RunConfig, TrainConfig, pages, plotting, run
 from jax_anomaly.config import to_dict
 from jax_anomaly.detectors import detector_names
 from jax_anomaly.environment import versions
@@ -34,6 +35,7 @@ from jax_anomaly.estimators import estimator_for
 from jax_anomaly.metrics import ranking_metrics
 from jax_anomaly.runner import prepare_data
 from jax_anomaly.sharding import use_cpu_cores_as_devices
+from jax_anomaly.training import Progress
 
 # Published mean AUROC (%) of the one-class protocol (one class normal, test on all).
 REFERENCES = {
@@ -72,6 +74,13 @@ def parse_args(argv=None):
     )
     p.add_argument("--tag", default="", help="suffix of the output file names (for variants)")
     p.add_argument(
+        "--runs",
+        action="store_true",
+        help="also write each class's run folder (plots, report.html) under <out>/<stem>_runs/, "
+        "linked from the table page",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.add_argument(
         "--ensemble",
         metavar="SEEDS",
         help="e.g. 0-4: one model per seed (same data split), each one's test scores "
@@ -103,7 +112,7 @@ def parse_classes(text: str) -> list[int]:
     return [int(v) for v in text.split(",")]
 
 
-def class_config(args, c: int) -> RunConfig:
+def class_config(args, c: int, run_dir: Path | None = None) -> RunConfig:
     model = dict(MODELS.get(args.detector, {}))
     if args.arch == "conv":
         model = {k: v for k, v in model.items() if k != "hidden"} | {"arch": "conv"}
@@ -113,13 +122,14 @@ def class_config(args, c: int) -> RunConfig:
         data=DataConfig(dataset=args.dataset, normal=(c,), data_dir=args.data_dir),
         train=TrainConfig(epochs=args.epochs, batch_size=args.batch_size),
         seed=args.seed,
-        plots=False,
+        out=str(run_dir) if run_dir else None,
+        plots=run_dir is not None,
         progress=False,
     )
 
 
-def run_class(args, c: int) -> dict:
-    cfg = class_config(args, c)
+def run_class(args, c: int, run_dir: Path | None = None) -> dict:
+    cfg = class_config(args, c, run_dir)
     if args.ensemble:
         return run_ensemble(cfg, args.ensemble)
     s = run(cfg)
@@ -204,20 +214,52 @@ def markdown(table: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_page(path: Path, table: dict, runs: Path | None) -> Path:
+    """The table as an HTML page: per-class AUROC with the published references, a bar per
+    class, and links to the per-class run reports (``--runs``)."""
+    rows = [
+        [r["class"], 100 * r["auroc"], 100 * r["auprc"], r["train_seconds"], r["score_seconds"]]
+        for r in table["classes"]
+    ]
+    rows.append(["mean", table["mean_auroc"], None, table["total_train_seconds"], None])
+    chart = io.BytesIO()
+    plotting.plot_bars(
+        chart,
+        [r["class"] for r in table["classes"]],
+        [100 * r["auroc"] for r in table["classes"]],
+        table["references"],
+    )
+    notes = [line[2:].replace("**", "") for line in markdown(table).splitlines() if line.startswith("- ")]
+    links = None
+    if runs is not None:
+        links = {
+            f"class {r['class']}": f"{runs.name}/class_{r['class']}/report.html" for r in table["classes"]
+        }
+    title = markdown(table).splitlines()[0].lstrip("# ")
+    header = ["normal class", "AUROC %", "AUPRC %", "train s", "score s"]
+    return pages.write_table_page(path, title, header, rows, chart=chart.getvalue(), notes=notes, links=links)
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     use_cpu_cores_as_devices()  # as the CLI does: one CPU device per core for scoring
     if args.quick:
         args.epochs, args.classes = 1, "0,1"
+    out = Path(args.out)
+    stem = f"one_class_{args.dataset}_{args.detector}" + ("_conv" if args.arch == "conv" else "")
+    stem += f"_ens{len(args.ensemble)}" if args.ensemble else ""
+    stem += (f"_{args.tag}" if args.tag else "") + ("_quick" if args.quick else "")
+    runs = out / f"{stem}_runs" if args.runs and not args.ensemble else None
+    classes = parse_classes(args.classes)
+    bar = Progress(
+        len(classes), f"one-class {args.dataset} {args.detector}", unit="classes", enabled=not args.quiet
+    )
+    bar.update(0)
     rows = []
-    for c in parse_classes(args.classes):
-        t0 = time.perf_counter()
-        rows.append(run_class(args, c))
-        print(
-            f"class {c}: AUROC {100 * rows[-1]['auroc']:.1f}  ({time.perf_counter() - t0:.0f} s)",
-            file=sys.stderr,
-            flush=True,
-        )
+    for i, c in enumerate(classes):
+        rows.append(run_class(args, c, runs / f"class_{c}" if runs else None))
+        bar.update(i + 1, {"class": c, "auroc": rows[-1]["auroc"]})
+    bar.close()
     table = {
         "dataset": args.dataset,
         "detector": args.detector,
@@ -239,13 +281,10 @@ def main(argv=None) -> dict:
         "references": REFERENCES[args.dataset],
         "versions": versions(),
     }
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = f"one_class_{args.dataset}_{args.detector}" + ("_conv" if args.arch == "conv" else "")
-    stem += f"_ens{len(args.ensemble)}" if args.ensemble else ""
-    stem += (f"_{args.tag}" if args.tag else "") + ("_quick" if args.quick else "")
     (out / f"{stem}.json").write_text(json.dumps(table, indent=2, default=str) + "\n")
     (out / f"{stem}.md").write_text(markdown(table))
+    write_page(out / f"{stem}.html", table, runs)
     print(markdown(table))
     return table
 

@@ -17,7 +17,7 @@ import typing
 
 import jax
 
-from jax_anomaly import thresholds
+from jax_anomaly import pages, thresholds
 from jax_anomaly.benchmarks.cli import add_bench_parser, run_bench
 from jax_anomaly.config import DataConfig, TrainConfig, field_docs
 from jax_anomaly.detectors import detector_names, get_detector, load_plugin, registry
@@ -166,6 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_flags(demo, defaults={"epochs": 100, "batch_size": 32})
     run = sub.add_parser("run", help="train a detector, score the test split, write a run folder")
     _add_run_flags(run, defaults={})
+    report = sub.add_parser(
+        "report", help="rebuild a run folder's report.html; several run folders: one comparison page"
+    )
+    report.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders (written by run or demo)")
+    report.add_argument(
+        "--out", default="comparison.html", help="comparison page of several runs (default: %(default)s)"
+    )
     add_bench_parser(sub)
     return parser
 
@@ -252,6 +259,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "bench":
             run_bench(args)
+            return 0
+        if args.command == "report":
+            if len(args.runs) == 1:
+                print(pages.write_run_report(args.runs[0]))
+            else:
+                print(pages.write_comparison(args.runs, args.out))
             return 0
         cfg = config_from_args(args)
         if args.distributed:

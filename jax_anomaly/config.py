@@ -20,7 +20,8 @@ class TrainConfig:
     """Optimisation settings common to all detectors (optax Adam).
 
     Attributes:
-      epochs: passes over the training data.
+      epochs: passes over the training data (None: enough epochs for at least 2,000 optimiser
+        steps and at least 20 epochs, so small data sets train to convergence too).
       batch_size: samples per step (clamped to the training set size).
       learning_rate: Adam step size.
       b1: Adam beta1 (None: the detector's own default, 0.9 for autoencoders, 0.5 for GANs,
@@ -40,7 +41,7 @@ class TrainConfig:
         parameters as an uninterrupted run.
     """
 
-    epochs: int = 20
+    epochs: int | None = None
     batch_size: int = 128
     learning_rate: float = dataclasses.field(default=1e-3, metadata={"aliases": ("--lr",)})
     b1: float | None = None
@@ -54,7 +55,7 @@ class TrainConfig:
     resume: bool = False
 
     def __post_init__(self):
-        _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
+        _check(self.epochs is None or self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
         _check(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
         _check(

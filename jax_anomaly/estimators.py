@@ -27,11 +27,15 @@ from typing import ClassVar
 
 import jax
 import numpy as np
+from scipy.special import erf
+from scipy.stats import binom
 from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from jax_anomaly import fitting, thresholds
 from jax_anomaly.config import TrainConfig, field_docs
 from jax_anomaly.detectors import check_features, get_detector, registry
+from jax_anomaly.detectors.base import check_float32_range
 
 # The estimator's parameters beyond TrainConfig's fields (which it takes by the same names).
 _OWN_PARAMS = {
@@ -76,7 +80,7 @@ class AnomalyDetector(BaseEstimator):
       dataset: data set name, used only to choose the default preset.
       precision: matmul precision, ``float32``, ``tf32``, ``bf16`` (None: backend default).
       seed: every random choice (split, initialisation, batches, latents) derives from it.
-      progress: show the training progress line.
+      progress: show progress lines (training epochs, scoring chunks) with rate and ETA.
     """
 
     # Set by the per-detector classes (AutoEncoder: "ae"), which then take no ``detector``.
@@ -103,8 +107,13 @@ class AnomalyDetector(BaseEstimator):
         return name
 
     def threshold_spec(self) -> thresholds.ThresholdSpec:
-        rule = f"contamination:{self.contamination}" if self.contamination is not None else self.threshold
-        return thresholds.parse_threshold(rule)
+        """The threshold rule: ``contamination:C`` when ``contamination`` is set (PyOD's
+        meaning: the expected share of anomalies, in (0, 0.5]), else ``threshold``."""
+        if self.contamination is None:
+            return thresholds.parse_threshold(self.threshold)
+        if not isinstance(self.contamination, int | float) or not 0 < self.contamination <= 0.5:
+            raise ValueError(f"contamination must be in (0, 0.5], got {self.contamination!r}")
+        return thresholds.parse_threshold(f"contamination:{self.contamination}")
 
     def model_config(self):
         return get_detector(self.name).config(self.preset, self.dataset, **(self.model or {}))
@@ -129,7 +138,7 @@ class AnomalyDetector(BaseEstimator):
         del y
         detector, spec = get_detector(self.name), self.threshold_spec()
         cfg, train = self.model_config(), self.train_config()
-        X = check_features(X, what="X")
+        X = self._validate(X, reset=True)
         _, split_key, _ = fitting.seed_keys(self.seed)
         if validation_data is not None:
             x_train, x_val = X, check_features(validation_data, X.shape[1], what="validation_data")
@@ -141,21 +150,37 @@ class AnomalyDetector(BaseEstimator):
                 raise ValueError(f"X has {len(X)} samples: too few to hold out a validation part")
             perm = np.asarray(jax.random.permutation(split_key, len(X)))
             x_train, x_val = X[perm[n_val:]], (X[perm[:n_val]] if n_val else None)
-        self._set_model(
-            fitting.fit_calibrated(
-                detector,
-                cfg,
-                train,
-                x_train,
-                x_val,
-                spec=spec,
-                seed=self.seed,
-                precision=self.precision,
-                devices=self.devices,
-                progress=self.progress,
-            )
+        model = fitting.fit_calibrated(
+            detector,
+            cfg,
+            train,
+            x_train,
+            x_val,
+            spec=spec,
+            seed=self.seed,
+            precision=self.precision,
+            devices=self.devices,
+            progress=self.progress,
         )
+        self._set_model(model)
+        # PyOD's attributes: the scores and labels of the training data X, in its order.
+        if validation_data is None and x_val is not None:
+            scores = np.empty(len(X), np.float64)
+            scores[perm[:n_val]] = model.calibration_scores
+            scores[perm[n_val:]] = self._score(x_train)["score"]
+        else:
+            scores = model.calibration_scores if x_val is None else self._score(X)["score"]
+        self.decision_scores_ = np.asarray(scores, np.float64)
+        self.labels_ = (self.decision_scores_ > self.threshold_).astype(np.int64)
         return self
+
+    def _validate(self, X, *, reset: bool) -> np.ndarray:
+        """scikit-learn's input checks (feature count and names, dense, real, finite, at
+        least one sample and feature; pandas numeric, nullable and bool columns become float),
+        then float32's range."""
+        X = validate_data(self, X, reset=reset, dtype=np.float64, accept_sparse=False)
+        check_float32_range(X, "X")
+        return X.astype(np.float32)
 
     def _set_model(self, model: fitting.Calibrated) -> None:
         self.model_ = model
@@ -165,14 +190,9 @@ class AnomalyDetector(BaseEstimator):
         self.n_features_in_ = model.fitted.n_features
 
     def _check_fitted(self):
-        if not hasattr(self, "model_"):
-            raise ValueError(f"this {type(self).__name__} is not fitted yet: call fit(X) or load(path) first")
+        check_is_fitted(self, "model_")  # NotFittedError (a ValueError) before fit or load
 
-    def score_details(self, X) -> dict[str, np.ndarray]:
-        """Every per-sample output of the detector: ``score`` and, where the method has them,
-        ``reconstruction`` (in [0, 1]), ``residual``, ``z``, ... Deterministic for a seed."""
-        self._check_fitted()
-        X = check_features(X, self.fitted_.n_features, what="X")
+    def _score(self, X: np.ndarray) -> dict[str, np.ndarray]:
         return fitting.score_details(
             get_detector(self.name),
             self.fitted_,
@@ -180,7 +200,15 @@ class AnomalyDetector(BaseEstimator):
             seed=self.seed,
             precision=self.precision,
             devices=self.devices,
+            progress=self.progress,
         )
+
+    def score_details(self, X) -> dict[str, np.ndarray]:
+        """Every per-sample output of the detector: ``score`` and, where the method has them,
+        ``reconstruction`` (in [0, 1]), ``residual``, ``z``, ... Deterministic for a seed.
+        A score that overflows float32 (an extreme input) is its largest value, 3.4e38."""
+        self._check_fitted()
+        return self._score(self._validate(X, reset=False))
 
     def score_samples(self, X) -> np.ndarray:
         """Anomaly scores (N,), higher = more anomalous."""
@@ -190,15 +218,81 @@ class AnomalyDetector(BaseEstimator):
         """Anomaly scores (N,), higher = more anomalous (same as ``score_samples``)."""
         return self.score_samples(X)
 
-    def predict(self, X) -> np.ndarray:
-        """1 where ``decision_function(X) > threshold_`` (anomaly), else 0."""
+    def predict(self, X, return_confidence: bool = False):
+        """1 where ``decision_function(X) > threshold_`` (anomaly), else 0 (PyOD's labels;
+        scikit-learn's outlier detectors return -1 for outliers and +1 for inliers). With
+        ``return_confidence``, also ``predict_confidence``'s values: ``(labels, confidence)``."""
         self._check_fitted()
-        return (self.decision_function(X) > self.threshold_).astype(np.int64)
+        scores = self.decision_function(X)
+        labels = (scores > self.threshold_).astype(np.int64)
+        return (labels, self._confidence(scores)) if return_confidence else labels
+
+    def fit_predict(self, X, y=None):
+        """``fit(X)``, then the labels of ``X`` (``labels_``)."""
+        return self.fit(X, y).labels_
+
+    def predict_proba(self, X, method: str = "linear", return_confidence: bool = False):
+        """(N, 2) probabilities of [normal, anomaly], as PyOD computes them from the training
+        scores ``decision_scores_``: ``'linear'`` min-max scales the score (clipped to [0, 1]);
+        ``'unify'`` is erf((score - mean) / (std * sqrt 2)) clipped to [0, 1] (Kriegel et al.
+        2011). With ``return_confidence``: ``(probabilities, confidence)``."""
+        self._check_fitted()
+        scores, train = self.decision_function(X), self.decision_scores_
+        if method == "linear":
+            span = train.max() - train.min()
+            anomaly = (scores - train.min()) / (span if span > 0 else 1.0)
+        elif method == "unify":
+            anomaly = erf((scores - train.mean()) / (max(train.std(), 1e-12) * np.sqrt(2)))
+        else:
+            raise ValueError(f"method must be 'linear' or 'unify', got {method!r}")
+        anomaly = np.clip(anomaly, 0.0, 1.0)
+        probs = np.stack([1.0 - anomaly, anomaly], axis=1)
+        return (probs, self._confidence(scores)) if return_confidence else probs
+
+    def predict_confidence(self, X) -> np.ndarray:
+        """How consistently each prediction would be made if the training data were
+        perturbed, in [0, 1] (ExCeeD, Perini et al. 2020, as in PyOD): from the share of
+        training scores at or below the sample's score and the contamination (the share of
+        training samples flagged when ``contamination`` is unset)."""
+        self._check_fitted()
+        return self._confidence(self.decision_function(X))
+
+    def _confidence(self, scores: np.ndarray) -> np.ndarray:
+        train = np.sort(self.decision_scores_)
+        n = len(train)
+        contamination = self.contamination if self.contamination is not None else float(self.labels_.mean())
+        below = np.searchsorted(train, scores, side="right")  # training scores <= each score
+        posterior = (1.0 + below) / (2.0 + n)
+        confidence = 1.0 - binom.cdf(n - int(n * contamination), n, posterior)
+        flagged = scores > self.threshold_
+        return np.where(flagged, confidence, 1.0 - confidence)
 
     def pvalues(self, X) -> np.ndarray:
         """Conformal p-values of ``X`` against the held-out normal scores (small = anomalous)."""
         self._check_fitted()
         return thresholds.conformal_pvalues(self.validation_scores_, self.decision_function(X))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.estimator_type = "outlier_detector"
+        tags.requires_fit = True
+        return tags
+
+    # ---- pickling: the optimiser's closures are rebuilt, as ``load`` does ----------------
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        if "model_" in state:
+            state["model_"] = fitting.portable(state["model_"])
+            state["_train_config"] = self.train_config()
+            del state["fitted_"]
+        return state
+
+    def __setstate__(self, state):
+        train = state.pop("_train_config", None)
+        self.__dict__.update(state)
+        if "model_" in state:
+            self._set_model(fitting.restored(state["model_"], train))
 
     # ---- persistence -----------------------------------------------------------------
 
@@ -211,7 +305,14 @@ class AnomalyDetector(BaseEstimator):
             k: getattr(self, k)
             for k in ("preset", "model", "validation_fraction", "dataset", "precision", "seed")
         }
-        return fitting.save(path, self.model_, train=self.train_config(), settings=settings, scaler=scaler)
+        return fitting.save(
+            path,
+            self.model_,
+            train=self.train_config(),
+            settings=settings,
+            scaler=scaler,
+            decision_scores=self.decision_scores_.tolist(),
+        )
 
 
 def load(path) -> AnomalyDetector:
@@ -229,6 +330,9 @@ def load(path) -> AnomalyDetector:
     }
     est = estimator_for(manifest["detector"], **params)
     est._set_model(model)
+    # PyOD's training scores (a run folder's model has none: its held-out scores stand in)
+    est.decision_scores_ = np.asarray(manifest.get("decision_scores", model.calibration_scores), np.float64)
+    est.labels_ = (est.decision_scores_ > est.threshold_).astype(np.int64)
     est.history_ = manifest["history"]
     est.scaler_ = scaler
     est.manifest_ = manifest

@@ -14,6 +14,7 @@ from jax_anomaly import persistence, thresholds
 from jax_anomaly.config import TrainConfig, matmul_precision, to_dict
 from jax_anomaly.detectors import Detector, Fitted, get_detector
 from jax_anomaly.environment import versions
+from jax_anomaly.training import Progress
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,7 +96,8 @@ def fit_calibrated(
         )
         t0 = time.perf_counter()
         calibration = x_train if x_val is None else x_val
-        scores = _score(detector, fitted, calibration, score_key, devices)["score"]
+        bar = Progress(len(calibration), "score held-out normals", unit="samples", enabled=progress)
+        scores = _score(detector, fitted, calibration, score_key, devices, bar)["score"]
         seconds = time.perf_counter() - t0
     return Calibrated(
         fitted=fitted,
@@ -108,29 +110,64 @@ def fit_calibrated(
 
 
 def score_details(
-    detector: Detector, fitted: Fitted, x: np.ndarray, *, seed: int = 0, precision=None, devices=None
+    detector: Detector,
+    fitted: Fitted,
+    x: np.ndarray,
+    *,
+    seed: int = 0,
+    precision=None,
+    devices=None,
+    progress: bool = False,
 ) -> dict[str, np.ndarray]:
     """Every per-sample output of ``detector`` on checked data ``x`` in [0, 1]: ``score``
-    and, where the method has them, ``reconstruction`` (mapped back to [0, 1]), ``z``, ..."""
+    and, where the method has them, ``reconstruction`` (mapped back to [0, 1]), ``z``, ...
+    ``progress`` shows a progress line with rate and ETA."""
+    bar = Progress(len(x), "score", unit="samples", enabled=progress)
     with matmul_precision(precision):
-        return _score(detector, fitted, x, seed_keys(seed)[2], devices)
+        return _score(detector, fitted, x, seed_keys(seed)[2], devices, bar)
 
 
-def _score(detector: Detector, fitted: Fitted, x, key, devices) -> dict:
-    out = detector.score_checked(fitted, detector.to_input(x), key=key, devices=devices)
+def _score(detector: Detector, fitted: Fitted, x, key, devices, bar: Progress) -> dict:
+    progress = bar if bar.enabled else False
+    out = detector.score_checked(fitted, detector.to_input(x), key=key, devices=devices, progress=progress)
     if "reconstruction" in out:
         out["reconstruction"] = detector.from_input(out["reconstruction"])
     return out
 
 
+# ---- pickling -------------------------------------------------------------------------
+
+
+def portable(model: Calibrated) -> Calibrated:
+    """``model`` with its arrays on the host and its train state as nested dicts of arrays
+    (the optimiser's closures dropped): what ``pickle`` can hold. ``restored`` undoes it."""
+    fitted = model.fitted
+    state = persistence.state_dict(fitted.state)
+    return dataclasses.replace(
+        model, fitted=dataclasses.replace(fitted, params=persistence.host(fitted.params), state=state)
+    )
+
+
+def restored(model: Calibrated, train: TrainConfig) -> Calibrated:
+    """A ``portable`` model with its train state back in its typed structure (optimiser
+    state included: training could continue)."""
+    fitted = model.fitted
+    if fitted.state is None:
+        return model
+    detector = get_detector(fitted.detector)
+    template = detector.init_state(fitted.config, train, fitted.n_features, jax.random.key(0))
+    state = persistence.restore_into(template, fitted.state, what="pickled model state")
+    return dataclasses.replace(model, fitted=dataclasses.replace(fitted, state=state))
+
+
 # ---- saved models ---------------------------------------------------------------------
 
 
-def save(path, model: Calibrated, *, train: TrainConfig, settings: dict, scaler=None) -> Path:
+def save(path, model: Calibrated, *, train: TrainConfig, settings: dict, scaler=None, **extra) -> Path:
     """Writes ``model`` to the folder ``path`` (parameters, optimiser state, config, training
     settings, threshold, held-out scores, an optional fitted scikit-learn ``scaler``, and
     versions). ``settings``: the other estimator parameters to restore (``precision``,
-    ``seed``, ``dataset``, ``validation_fraction``, ...)."""
+    ``seed``, ``dataset``, ``validation_fraction``, ...); ``extra``: more manifest entries."""
     fitted = model.fitted
     detector = get_detector(fitted.detector)
     manifest = {
@@ -144,6 +181,7 @@ def save(path, model: Calibrated, *, train: TrainConfig, settings: dict, scaler=
         "calibration": {"source": model.calibration, "scores": np.asarray(model.calibration_scores).tolist()},
         "history": fitted.result.history if fitted.result else [],
         "saved_with": versions(),
+        **extra,
     }
     return persistence.save_model(
         path, manifest=manifest, params=fitted.params, state=fitted.state, scaler=scaler

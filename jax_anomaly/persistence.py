@@ -58,14 +58,14 @@ def _json_default(o):
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def _host(tree):
+def host(tree):
 
     return jax.tree.map(np.asarray, jax.device_get(tree))
 
 
-def _state_dict(tree):
+def state_dict(tree):
     """A pytree (flax train states included) as nested dicts of host NumPy arrays; None stays None."""
-    return None if tree is None else serialization.to_state_dict(_host(tree))
+    return None if tree is None else serialization.to_state_dict(host(tree))
 
 
 def from_bytes(data: bytes, *, what: str):
@@ -116,8 +116,8 @@ def save_checkpoint(path: str | os.PathLike, *, state, meta: dict, best_state=No
     payload = {
         "format": CHECKPOINT_FORMAT,
         "meta": json.dumps(meta),
-        "state": _state_dict(state),
-        "best_state": _state_dict(best_state),
+        "state": state_dict(state),
+        "best_state": state_dict(best_state),
     }
     atomic_write(path, serialization.msgpack_serialize(payload))
 
@@ -152,8 +152,8 @@ def save_model(path: str | os.PathLike, *, manifest: dict, params, state=None, s
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     payload = {
-        "params": _state_dict(params),
-        "state": _state_dict(state),
+        "params": state_dict(params),
+        "state": state_dict(state),
         "scaler": scaler_to_dict(scaler),
     }
     atomic_write(path / "state.msgpack", serialization.msgpack_serialize(payload))

@@ -123,3 +123,31 @@ def plot_grid(path, images, image_shape, title="") -> None:
         ax.axis("off")
     fig.suptitle(title)
     _save(fig, path)
+
+
+def plot_roc_overlay(path, curves) -> None:
+    """ROC curves of several runs on one axis: ``curves`` holds ``(name, labels, scores)``."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    for name, labels, scores in curves:
+        fpr, tpr, _ = roc_curve(labels, scores)
+        ax.plot(fpr, tpr, label=f"{name} (AUROC {roc_auc_score(labels, scores):.4f})")
+    ax.plot([0, 1], [0, 1], "k:", lw=1)
+    ax.set_xlabel("false positive rate"), ax.set_ylabel("true positive rate"), ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def plot_bars(path, names, values, references: dict | None = None, ylabel: str = "AUROC %") -> None:
+    """A bar per name (e.g. per normal class), with horizontal lines at ``references``."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.5 * len(names) + 2), 3.5))
+    ax.bar([str(n) for n in names], values, color="#4c72b0")
+    for i, (label, value) in enumerate((references or {}).items()):
+        ax.axhline(value, ls="--", lw=1, color=f"C{i + 1}", label=f"{label}: {value:g}")
+    low = min([*values, *(references or {}).values()])
+    ax.set_ylim(max(0.0, low - 5), 100), ax.set_ylabel(ylabel)
+    if references:
+        ax.legend(fontsize=7, loc="lower right")
+    _save(fig, path)

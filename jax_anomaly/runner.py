@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from jax_anomaly import fitting, thresholds
+from jax_anomaly import fitting, pages, thresholds
 from jax_anomaly import metrics as metrics_lib
 from jax_anomaly.config import DataConfig, TrainConfig, matmul_precision, to_dict
 from jax_anomaly.data import OneClassData, load_dataset, one_class_split
@@ -146,12 +146,16 @@ def run(cfg: RunConfig, data: OneClassData | None = None) -> dict:
     )
     fitted = model.fitted
 
-    if cfg.progress:
-        print(f"scoring {len(data.x_test)} test samples ...", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     x_test = check_features(data.x_test, fitted.n_features, what="test data")
     test_out = fitting.score_details(
-        detector, fitted, x_test, seed=cfg.seed, precision=cfg.precision, devices=train.devices
+        detector,
+        fitted,
+        x_test,
+        seed=cfg.seed,
+        precision=cfg.precision,
+        devices=train.devices,
+        progress=cfg.progress,
     )
     score_seconds = time.perf_counter() - t0 + model.calibration_seconds
     val_scores = model.calibration_scores if x_val is not None else None
@@ -217,9 +221,10 @@ def _write_run_folder(out: Path, cfg: RunConfig, data, model, train, test_out, s
     tmp = out / "scores.csv.tmp"
     with open(tmp, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["index", "label", "class", "score", "predicted"])
-        for i, (y, c, s) in enumerate(zip(data.y_test, data.test_classes, scores, strict=True)):
-            w.writerow([i, int(y), int(c), f"{s:.8g}", int(s > threshold)])
+        w.writerow(["index", "source_row", "label", "class", "score", "predicted"])
+        rows = data.test_rows if data.test_rows is not None else np.arange(len(scores))
+        for i, (r, y, c, s) in enumerate(zip(rows, data.y_test, data.test_classes, scores, strict=True)):
+            w.writerow([i, int(r), int(y), int(c), f"{s:.8g}", int(s > threshold)])
     os.replace(tmp, out / "scores.csv")
     settings = {
         "preset": cfg.preset,
@@ -271,6 +276,7 @@ def _write_run_folder(out: Path, cfg: RunConfig, data, model, train, test_out, s
             )
     summary["finished"] = datetime.datetime.now().isoformat(timespec="seconds")
     write_json(out / "metrics.json", summary)
+    pages.write_run_report(out)
 
 
 def format_summary(summary: dict) -> str:

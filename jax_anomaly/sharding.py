@@ -95,13 +95,16 @@ def padded_size(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
 
 
+def pad_to(x: np.ndarray, n: int) -> np.ndarray:
+    """``x`` with copies of its first row appended up to ``n`` rows (the caller drops the
+    extra outputs); one compiled shape serves a last, shorter slice."""
+    return x if len(x) >= n else np.concatenate([x, np.repeat(x[:1], n - len(x), axis=0)])
+
+
 def pad_rows(x: np.ndarray, multiple: int) -> np.ndarray:
     """``x`` with copies of its first row appended until its length divides by ``multiple``
     (the caller drops the extra outputs)."""
-    extra = padded_size(len(x), multiple) - len(x)
-    if extra == 0:
-        return x
-    return np.concatenate([x, np.repeat(x[:1], extra, axis=0)])
+    return pad_to(x, padded_size(len(x), multiple))
 
 
 def shard_samples(local_fn: Callable, mesh: Mesh) -> Callable:

@@ -1,5 +1,7 @@
 """Shared fixtures: small data sets and trained detectors, built once per session."""
 
+from pathlib import Path
+
 import jax
 import pytest
 
@@ -13,6 +15,14 @@ jax.config.update("jax_num_cpu_devices", 1)
 # Equivalence tests compare algorithms, not matmul units: on GPUs the default fp32 matmul
 # is TF32, whose rounding differs between a batched and a per-sample call.
 jax.config.update("jax_default_matmul_precision", "float32")
+# Every fit builds its step anew, so jit's in-memory cache misses programs compiled before
+# (scikit-learn's checks fit the same tiny models dozens of times); the persistent cache
+# serves them from disk instead (under .pytest_cache, ignored by git; cold on a fresh clone).
+jax.config.update(
+    "jax_compilation_cache_dir", str(Path(__file__).resolve().parents[1] / ".pytest_cache" / "jax")
+)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
 
 
 def _data(dataset, seed=0):

@@ -41,7 +41,10 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert any("oracle" in k for k in summary["compare_thresholds"])
     assert summary["timings"]["train_samples_per_second"] > 0
     rows = (out / "scores.csv").read_text().splitlines()
-    assert rows[0] == "index,label,class,score,predicted" and len(rows) == summary["data"]["n_test"] + 1
+    assert (
+        rows[0] == "index,source_row,label,class,score,predicted"
+        and len(rows) == summary["data"]["n_test"] + 1
+    )
     printed = capsys.readouterr().out
     assert "AUROC" in printed and "F1" in printed and str(out) in printed
 
@@ -128,7 +131,7 @@ def test_patience_without_validation_loss_is_an_error(tmp_path, capsys, argv):
 @pytest.mark.parametrize(
     "content, message",
     [
-        (b"a,b,label\n1,nan,0\n2,3,1\n", "X contains NaN or inf"),
+        (b"a,b,label\n1,nan,0\n2,3,1\n", "value 'nan' (NaN or inf) in column 'b' (line 2)"),
         (b"a,b,label\n1,x,0\n", "non-numeric value 'x' in column 'b'"),
         (b"a,b,cls\n1,2,0\n", "label column 'label' not in header"),
         (b"a,b,label\n\xff\xfe,1,0\n", "cannot read csv file"),

@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -27,13 +28,13 @@ def test_custom_detector_example_runs_and_plugs_in(tmp_path):
     assert summary["detector"] == "deep_svdd" and summary["metrics"]["auroc"] > 0.9
     # the package's save/load works for it unchanged
     loaded = ja.load(tmp_path / "model")
-    scores = np.loadtxt(tmp_path / "scores.csv", delimiter=",", skiprows=1, usecols=3)
+    scores = np.loadtxt(tmp_path / "scores.csv", delimiter=",", skiprows=1, usecols=4)
     assert loaded.fitted_.detector == "deep_svdd" and len(scores) == summary["data"]["n_test"]
 
 
 def test_one_class_quick_table(tmp_path):
     table = _module("one_class").main(
-        ["--dataset", "digits", "--detector", "ae", "--quick", "--out", str(tmp_path)]
+        ["--dataset", "digits", "--detector", "ae", "--quick", "--runs", "--out", str(tmp_path)]
     )
     assert [r["class"] for r in table["classes"]] == [0, 1]
     assert all(
@@ -42,6 +43,10 @@ def test_one_class_quick_table(tmp_path):
     saved = json.loads((tmp_path / "one_class_digits_ae_quick.json").read_text())
     assert saved["mean_auroc"] == table["mean_auroc"]
     assert "| **mean** |" in (tmp_path / "one_class_digits_ae_quick.md").read_text()
+    page = (tmp_path / "one_class_digits_ae_quick.html").read_text()
+    assert page.count("<img ") == 1 and f"{table['mean_auroc']:.4g}" in page
+    links = re.findall(r'href="([^"]+)"', page)
+    assert len(links) == 2 and all((tmp_path / link).is_file() for link in links)  # each class's report
 
 
 def test_one_class_model_overrides(tmp_path):

@@ -36,6 +36,7 @@ def add_bench_parser(sub) -> None:
             b.add_argument(
                 "--search-steps", type=int, help="AnoGAN: search iterations (default: the preset's)"
             )
+            b.add_argument("--progress", action="store_true", help="also time scoring with the progress line")
         b.add_argument("--data-dir")
         b.add_argument("--out", default=f"results/bench_{name}.json")
     b = bsub.add_parser("search", help="AnoGAN search: AUROC against length and schedule, matmul precisions")
@@ -65,7 +66,9 @@ def run_bench(args) -> dict:
         train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, unroll=args.unroll)
         if args.which == "train":
             return bench_train(target, train, out=args.out)
-        return bench_score(target, train, sizes=args.sizes, out=args.out)
+        return bench_score(
+            target, train, sizes=args.sizes, progress=getattr(args, "progress", False), out=args.out
+        )
     common = {"data_dir": args.data_dir, "out": args.out} if args.which != "scaling" else {"out": args.out}
     if args.which == "search":
         return bench_search(

@@ -4,6 +4,7 @@ per-sample score's jaxpr (loops such as AnoGAN's search included)."""
 
 from __future__ import annotations
 
+import io
 import time
 
 import jax
@@ -15,6 +16,7 @@ from jax_anomaly.benchmarks.train import Target
 from jax_anomaly.config import TrainConfig
 from jax_anomaly.detectors import Detector, Fitted
 from jax_anomaly.sharding import make_mesh, place_samples
+from jax_anomaly.training import Progress
 
 
 def score_flops(det: Detector, fitted: Fitted, x: np.ndarray, key) -> float:
@@ -22,6 +24,35 @@ def score_flops(det: Detector, fitted: Fitted, x: np.ndarray, key) -> float:
     extra = det.score_inputs(fitted.config, x[:1], key) if det.score_inputs else ()
     one = det.make_sample_scorer(fitted.config, fitted.n_features)
     return float(measure.matmul_flops(measure.step_matmuls(one, fitted.params, x[0], *(e[0] for e in extra))))
+
+
+def time_progress_cost(det: Detector, fitted: Fitted, x: np.ndarray, key, *, rounds: int = 3) -> dict:
+    """What the progress line costs: ``score_checked`` in one compiled call against the same
+    scoring with a progress line (one compiled call per chunk, the line written to a buffer),
+    alternated ``rounds`` times after a warm-up of each so that the machine's drift hits both
+    alike. Both include placing the inputs on the devices."""
+    stream = io.StringIO()
+
+    def one_call():
+        return det.score_checked(fitted, x, key=key)
+
+    def with_progress():
+        bar = Progress(len(x), "score", unit="samples", stream=stream)
+        return det.score_checked(fitted, x, key=key, progress=bar)
+
+    a, b = one_call(), with_progress()  # compile both shapes
+    lines = len(stream.getvalue().splitlines())
+    one, chunked = [], []
+    for _ in range(rounds):
+        one += measure.time_calls(one_call, repeats=1)
+        chunked += measure.time_calls(with_progress, repeats=1)
+    return {
+        "one_call_seconds": one,
+        "progress_seconds": chunked,
+        "progress_over_one_call": min(chunked) / min(one),
+        "progress_lines": lines,
+        "scores_equal": bool(np.array_equal(a["score"], b["score"])),
+    }
 
 
 def time_scoring(
@@ -75,7 +106,9 @@ def score_measurement(name: str, det: Detector, fitted: Fitted, x, timing: dict,
     )
 
 
-def bench_score(target: Target, train: TrainConfig | None = None, *, sizes=(10000,), out=None) -> dict:
+def bench_score(
+    target: Target, train: TrainConfig | None = None, *, sizes=(10000,), progress: bool = False, out=None
+) -> dict:
     """Trains ``detector`` briefly (``train``; throughput does not depend on how well), then
     times scoring ``sizes`` test samples (the test set repeated where larger) and reports
     samples/s, GFLOP/s, fraction of peak (of the run and around each call) and AUROC."""
@@ -92,6 +125,8 @@ def bench_score(target: Target, train: TrainConfig | None = None, *, sizes=(1000
         details = {"times": t["times"], "fraction_of_adjacent_peak": float(np.median(ratios))}
         if n == len(x_test) and data.y_test.min() != data.y_test.max():
             details["auroc"] = float(roc_auc_score(data.y_test, t["scores"]))
+        if progress:
+            details["progress"] = time_progress_cost(det, fitted, x, jax.random.fold_in(key, n))
         rep["measurements"].append(
             score_measurement(f"score {det.name} n={n}", det, fitted, x, t, key, **details)
         )

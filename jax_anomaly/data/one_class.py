@@ -23,6 +23,8 @@ class OneClassData:
       normal: the classes treated as normal.
       image_shape: ``(H, W)`` for images, None for tabular data.
       scaler: the scikit-learn scaler fitted on ``x_train`` (tabular data), else None.
+      test_rows: each test sample's row in the source (0-based data row of a file or array;
+        for data sets with their own test file, its position there).
     """
 
     name: str
@@ -34,6 +36,7 @@ class OneClassData:
     normal: tuple[int, ...]
     image_shape: tuple[int, ...] | None = None
     scaler: object | None = None
+    test_rows: np.ndarray | None = None
 
     @property
     def n_features(self) -> int:
@@ -122,4 +125,5 @@ def one_class_split(
         normal=normal,
         image_shape=ds.image_shape,
         scaler=scaler,
+        test_rows=np.arange(len(ds.x_test)) if ds.test_rows is None else np.asarray(ds.test_rows),
     )

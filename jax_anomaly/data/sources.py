@@ -52,6 +52,9 @@ class Dataset:
     y_test: np.ndarray
     image_shape: tuple[int, ...] | None = None
     value_max: float | None = None
+    # Row of each test sample in the source (0-based data row of a CSV/npz file or array;
+    # None: the test split is the source's own test file, in its order).
+    test_rows: np.ndarray | None = None
 
     @property
     def is_image(self) -> bool:
@@ -64,6 +67,8 @@ def data_roots(data_dir: str | os.PathLike | None = None) -> list[Path]:
     ``/usr/share/datasets``."""
     roots = []
     if data_dir:
+        if not Path(data_dir).is_dir():
+            raise ValueError(f"data directory {data_dir} does not exist (given with --data-dir / data_dir)")
         roots.append(Path(data_dir))
     if os.environ.get(DATA_ENV_VAR):
         roots.append(Path(os.environ[DATA_ENV_VAR]))
@@ -137,18 +142,26 @@ def load_tfds_dataset(name: str) -> Dataset:
     return Dataset(name=name, image_shape=(28, 28), value_max=255.0, **out)
 
 
-def _stratified_split(x, y, test_fraction: float, seed: int) -> tuple[np.ndarray, ...]:
-    x_train, x_test, y_train, y_test = train_test_split(
-        x, y, test_size=test_fraction, random_state=seed, stratify=y
+def _stratified_split(x, y, test_fraction: float, seed: int) -> dict:
+    """Seeded stratified train/test split; ``test_rows`` keeps where each test row came from."""
+    rows = np.arange(len(x))
+    x_train, x_test, y_train, y_test, _, test_rows = train_test_split(
+        x, y, rows, test_size=test_fraction, random_state=seed, stratify=y
     )
-    return x_train, y_train, x_test, y_test
+    return {
+        "x_train": x_train,
+        "y_train": y_train,
+        "x_test": x_test,
+        "y_test": y_test,
+        "test_rows": test_rows,
+    }
 
 
 def load_digits_dataset(test_fraction: float, seed: int) -> Dataset:
     """scikit-learn's bundled 8x8 digits (1797 images, values 0..16), seeded stratified split."""
     d = load_digits()
     parts = _stratified_split(d.data.astype(np.float32), d.target.astype(np.int64), test_fraction, seed)
-    return Dataset("digits", *parts, image_shape=(8, 8), value_max=16.0)
+    return Dataset("digits", **parts, image_shape=(8, 8), value_max=16.0)
 
 
 def make_synthetic(
@@ -182,27 +195,35 @@ def _read_npz(path: str) -> tuple[np.ndarray, np.ndarray]:
 
 def _read_csv(path: str, label_column: str) -> tuple[np.ndarray, np.ndarray]:
     try:
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: Excel's "CSV UTF-8" BOM
             rows = list(csv.reader(f))
     except (OSError, UnicodeDecodeError) as e:
         raise ValueError(f"cannot read csv file {path}: {e}") from e
-    if len(rows) < 2:
+    lines = [
+        (i, row) for i, row in enumerate(rows, start=1) if any(v.strip() for v in row)
+    ]  # blank lines out
+    if len(lines) < 2:
         raise ValueError(f"{path}: csv file needs a header row and at least one data row")
+    rows = [row for _, row in lines]
     header = [h.strip() for h in rows[0]]
     if label_column not in header:
         raise ValueError(f"{path}: label column '{label_column}' not in header {header}")
     li = header.index(label_column)
     values = np.empty((len(rows) - 1, len(header)), dtype=np.float64)
-    for r, row in enumerate(rows[1:], start=2):
+    for i, (line, row) in enumerate(lines[1:]):
         if len(row) != len(header):
-            raise ValueError(f"{path}: line {r} has {len(row)} fields, header has {len(header)}")
+            raise ValueError(f"{path}: line {line} has {len(row)} fields, header has {len(header)}")
         for c, v in enumerate(row):
+            if not v.strip():
+                raise ValueError(f"{path}: missing value (empty field) in column '{header[c]}' (line {line})")
             try:
-                values[r - 2, c] = float(v)
+                values[i, c] = float(v)
             except ValueError:
                 raise ValueError(
-                    f"{path}: non-numeric value {v!r} in column '{header[c]}' (line {r})"
+                    f"{path}: non-numeric value {v!r} in column '{header[c]}' (line {line})"
                 ) from None
+            if not np.isfinite(values[i, c]):
+                raise ValueError(f"{path}: value {v!r} (NaN or inf) in column '{header[c]}' (line {line})")
     return np.delete(values, li, axis=1), values[:, li]
 
 
@@ -222,7 +243,8 @@ def load_tabular_file(spec: str, *, label_column: str, test_fraction: float, see
     if not np.all(np.isfinite(x)):
         rows, cols = np.nonzero(~np.isfinite(x))
         raise ValueError(
-            f"{path}: X contains NaN or inf ({len(rows)} values; first at row {rows[0]}, column {cols[0]})"
+            f"{path}: X contains NaN or inf ({len(rows)} values; first at data row {rows[0]} (0-based), "
+            f"column {cols[0]})"
         )
     if not np.all(np.isfinite(y)):
         raise ValueError(f"{path}: labels contain NaN or inf")
@@ -230,7 +252,7 @@ def load_tabular_file(spec: str, *, label_column: str, test_fraction: float, see
     if not labels <= {0, 1}:
         raise ValueError(f"{path}: labels must be 0 (normal) or 1 (anomaly); found {sorted(labels)}")
     parts = _stratified_split(x.astype(np.float32), y.astype(np.int64), test_fraction, seed)
-    return Dataset(f"{kind}:{Path(path).name}", *parts)
+    return Dataset(f"{kind}:{Path(path).name}", **parts)
 
 
 def load_dataset(
@@ -265,7 +287,7 @@ def load_dataset(
         return load_digits_dataset(test_fraction, seed)
     if dataset == "synthetic":
         x, y = make_synthetic(seed=seed, **(synthetic or {}))
-        return Dataset("synthetic", *_stratified_split(x, y, test_fraction, seed))
+        return Dataset("synthetic", **_stratified_split(x, y, test_fraction, seed))
     if dataset.startswith(("npz:", "csv:")):
         return load_tabular_file(dataset, label_column=label_column, test_fraction=test_fraction, seed=seed)
     raise ValueError(

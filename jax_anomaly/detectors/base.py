@@ -19,10 +19,13 @@ import numpy as np
 import optax
 
 from jax_anomaly.config import TrainConfig, replace
-from jax_anomaly.sharding import local_rows, make_mesh, map_samples, shard_samples
-from jax_anomaly.training import FitResult, fit_loop
+from jax_anomaly.sharding import local_rows, make_mesh, map_samples, pad_to, shard_samples
+from jax_anomaly.training import FitResult, Progress, fit_loop
 
 INPUT_RANGES = ("unit", "symmetric")
+# The largest float32: inputs beyond it cannot be computed with; scores that overflow
+# (inf, or NaN from inf - inf inside a network) are set to it: flagged, ranked first.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,21 +216,30 @@ class Detector:
 
     # ---- scoring --------------------------------------------------------------------
 
-    def score(self, fitted: Fitted, x, *, key=None, devices: int | None = None) -> dict[str, np.ndarray]:
-        """Scores every row of ``x`` (N, D) (the detector's input range) in one compiled
-        call per shape, the rows sharded over the first ``devices`` devices (None: all).
+    def score(
+        self, fitted: Fitted, x, *, key=None, devices: int | None = None, progress: bool | Progress = False
+    ) -> dict[str, np.ndarray]:
+        """Scores every row of ``x`` (N, D) (the detector's input range), compiled once per
+        shape, the rows sharded over the first ``devices`` devices (None: all).
+
+        With ``progress`` (True, or a ``Progress``) the rows go through the compiled scorer
+        one chunk per device at a time (the chunks its ``lax.map`` would take in one call), so
+        a progress line with rate and ETA moves between the calls.
 
         Returns:
           the sample scorer's dict stacked over rows, as NumPy arrays: ``score`` (N,),
-          higher = more anomalous, and the method's other parts.
+          higher = more anomalous (a score that overflows float32 is set to its largest
+          value: ``saturate``), and the method's other parts.
 
         Raises:
           ValueError: bad data, or no ``key`` for a method that draws random numbers.
         """
         x = check_features(x, fitted.n_features)
-        return self.score_checked(fitted, x, key=key, devices=devices)
+        return self.score_checked(fitted, x, key=key, devices=devices, progress=progress)
 
-    def score_checked(self, fitted: Fitted, x: np.ndarray, *, key=None, devices: int | None = None) -> dict:
+    def score_checked(
+        self, fitted: Fitted, x: np.ndarray, *, key=None, devices=None, progress: bool | Progress = False
+    ) -> dict:
         """``score`` for data already checked."""
         extra = ()
         if self.score_inputs is not None:
@@ -235,8 +247,26 @@ class Detector:
                 raise ValueError(f"detector '{self.name}' needs a PRNG key to score (its random draws)")
             extra = self.score_inputs(fitted.config, x, key)
         mesh = make_mesh(devices)
-        scorer = self.sharded_scorer(fitted.config, fitted.n_features, len(x), mesh)
-        return map_samples(scorer, mesh, fitted.params, x, *extra)
+        cfg, n = fitted.config, len(x)
+        if not progress:
+            scorer = self.sharded_scorer(cfg, fitted.n_features, n, mesh)
+            out = map_samples(scorer, mesh, fitted.params, x, *extra)
+            return {**out, "score": saturate(out["score"])}
+        bar = progress if isinstance(progress, Progress) else Progress(n, "score", unit="samples")
+        # One call per lax.map chunk of each device: the vmap width the single call uses (its
+        # last, shorter chunk aside), so only the last call is padded.
+        local_n = local_rows(n, mesh)
+        rows = min(self.score_chunk(cfg, local_n), local_n) * mesh.devices.size
+        scorer = self.sharded_scorer(cfg, fitted.n_features, rows, mesh)
+        outs = []
+        bar.update(0)
+        for start in range(0, n, rows):
+            part = [pad_to(np.asarray(a)[start : start + rows], rows) for a in (x, *extra)]
+            outs.append(map_samples(scorer, mesh, fitted.params, *part))
+            bar.update(min(start + rows, n))
+        bar.close()
+        out = jax.tree.map(lambda *parts: np.concatenate(parts)[:n], *outs)
+        return {**out, "score": saturate(out["score"])}
 
     def sharded_scorer(self, cfg, n_features: int, n: int, mesh):
         """The compiled ``(params, x, *extra) -> dict`` for ``n`` rows over ``mesh`` (cached)."""
@@ -346,7 +376,26 @@ def check_features(x, n_features: int | None = None, what: str = "x") -> np.ndar
         raise ValueError(f"{what} has {x.shape[1]} features; the detector was fitted on {n_features}")
     if not np.all(np.isfinite(x)):
         raise ValueError(f"{what} contains NaN or inf values")
+    check_float32_range(x, what)
     return x.astype(np.float32)
+
+
+def check_float32_range(x: np.ndarray, what: str = "x") -> None:
+    """Raises ``ValueError`` when finite values of ``x`` lie beyond float32's range, in which
+    the detectors compute (they would become inf)."""
+    largest = float(np.max(np.abs(x))) if x.size else 0.0
+    if largest > FLOAT32_MAX:
+        raise ValueError(
+            f"{what} holds values up to {largest:.3g}, beyond float32's range (3.4e38) in which the "
+            "detectors compute; rescale the data (e.g. MinMaxScaler)"
+        )
+
+
+def saturate(scores: np.ndarray) -> np.ndarray:
+    """Scores with overflow (inf, or NaN from inf - inf inside a network; the inputs are
+    finite) set to the largest float32: an extreme sample is flagged and ranked first, tied
+    with any other that overflows, instead of ending the run."""
+    return np.nan_to_num(np.asarray(scores), nan=FLOAT32_MAX, posinf=FLOAT32_MAX, neginf=-FLOAT32_MAX)
 
 
 def check_fit_data(x_train, x_val=None) -> tuple[np.ndarray, np.ndarray | None]:

@@ -23,6 +23,7 @@ SCORES = ("recon_prob", "elbo", "recon")
 # image would otherwise drive the variance to 0 and the likelihood to infinity.
 _MIN_LOGVAR = -6.0
 _LOG_2PI = math.log(2.0 * math.pi)
+_MAX_LOGVAR = 20.0  # |log-variance| bound of the encoder (see make_parts)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,7 +120,9 @@ def make_parts(cfg: VAEConfig, n_features: int):
 
     def encode(params, x):
         h = encoder.apply({"params": params["encoder"]}, x)
-        return h[..., : cfg.latent], h[..., cfg.latent :]
+        # exp(logvar) must stay finite on inputs far outside [0, 1] (scikit-learn's checks
+        # fit data around 100); the clip never binds on data in range, so it changes nothing there.
+        return h[..., : cfg.latent], jnp.clip(h[..., cfg.latent :], -_MAX_LOGVAR, _MAX_LOGVAR)
 
     def decode(params, z):
         out = decoder.apply({"params": params["decoder"]}, z)
