@@ -71,7 +71,9 @@ class AnomalyDetector(BaseEstimator):
       model: overrides of the detector config, e.g. ``{"hidden": (64,), "latent": 8}``.
       epochs, batch_size, learning_rate, b1, b2, patience, drop_remainder, unroll, devices,
         checkpoint, checkpoint_every, resume: training, the fields of ``TrainConfig``
-        (``devices`` also shards scoring).
+        (``devices`` also shards scoring). ``epochs=None`` (default) trains for at least
+        2,000 optimiser steps and at least 20 epochs (``training.auto_epochs``), so small
+        and large data sets alike train to convergence.
       threshold: threshold rule on held-out normal scores: ``percentile:Q``, ``mean_std:K``,
         ``contamination:C`` or ``fpr:A`` (conformal, false-positive rate <= A).
       contamination: if set, overrides ``threshold`` with ``contamination:C``.

@@ -43,9 +43,12 @@ def time_progress_cost(det: Detector, fitted: Fitted, x: np.ndarray, key, *, rou
     a, b = one_call(), with_progress()  # compile both shapes
     lines = len(stream.getvalue().splitlines())
     one, chunked = [], []
-    for _ in range(rounds):
+    bar = Progress(rounds, "timing one call / with progress", unit="rounds")
+    for i in range(rounds):
         one += measure.time_calls(one_call, repeats=1)
         chunked += measure.time_calls(with_progress, repeats=1)
+        bar.update(i + 1, {"one": one[-1], "progress": chunked[-1]})
+    bar.close()
     return {
         "one_call_seconds": one,
         "progress_seconds": chunked,
@@ -71,15 +74,20 @@ def time_scoring(
     t0 = time.perf_counter()
     compiled = scorer.lower(params, *xs).compile()
     compile_s = time.perf_counter() - t0
+    bar = Progress(repeats + 1, f"timing {det.name} on {len(x)} samples", unit="calls")
+    bar.update(0)
     out = measure.block(compiled(params, *xs))  # warm-up
+    bar.update(1)
     times, adjacent = [], []
-    for _ in range(repeats):
+    for i in range(repeats):
         before = measure.matmul_peak_gflops(repeats=3)["gflops"] if peak_around else None
         times += measure.time_calls(compiled, params, *xs, repeats=1)
         if peak_around:
             after = measure.matmul_peak_gflops(repeats=3)["gflops"]
             adjacent.append(max(before, after))
             report.note_peak(peak_around, adjacent[-1])
+        bar.update(i + 2, {"seconds": times[-1]})
+    bar.close()
     return {
         "compile_seconds": compile_s,
         "seconds": min(times),

@@ -17,6 +17,7 @@ from jax_anomaly.benchmarks.score import score_measurement, time_scoring
 from jax_anomaly.benchmarks.train import load_normal
 from jax_anomaly.config import TrainConfig, matmul_precision
 from jax_anomaly.detectors import anogan, fanogan, get_detector
+from jax_anomaly.training import Progress
 
 TRADEOFF_VARIANTS = {
     "constant lr 1e-2": {"search_schedule": "constant", "search_lr": 1e-2, "search_init": 1},
@@ -62,8 +63,10 @@ def bench_search(
         progress=False,
     )
     x = x_test[:subset]
+    bar = Progress(len(TRADEOFF_VARIANTS) * len(step_counts), "search trade-off", unit="settings")
     for name, overrides in TRADEOFF_VARIANTS.items():
         for steps in step_counts:
+            bar.update(len(rep["measurements"]))
             cfg = dataclasses.replace(base, search_steps=steps, **overrides)
             f = dataclasses.replace(fitted, config=cfg)
             t = time_scoring(det, f, x, jax.random.key(7), repeats=1)

@@ -54,7 +54,7 @@ def bench_train(target: Target, train: TrainConfig | None = None, *, out=None) -
     train = train or TrainConfig()
     det, cfg, data, rep = target.setup("train", train)
     x = det.to_input(data.x_train)
-    fitted = det.fit(cfg, train, x, None, key=jax.random.key(0), progress=False)
+    fitted = det.fit(cfg, train, x, None, key=jax.random.key(0), progress=True)  # a line per epoch at most
     state = fitted.state if len(det.phases) > 1 else {det.phases[0].name: fitted.state}
     history = fitted.result.history
     batch = min(train.batch_size, len(x))

@@ -3,6 +3,7 @@
 from jax_anomaly.training.loop import (
     FitResult,
     TrainingDivergedError,
+    auto_epochs,
     epoch_batches,
     fit_loop,
     make_epoch_fn,
@@ -15,6 +16,7 @@ __all__ = [
     "FitResult",
     "Progress",
     "TrainingDivergedError",
+    "auto_epochs",
     "epoch_batches",
     "fit_loop",
     "make_epoch_fn",

@@ -131,3 +131,12 @@ def test_batch_larger_than_data_is_clamped(setup):
     state, step, x = setup
     _, result = fit(state, step, x[:10], epochs=2, batch_size=512, key=jax.random.key(8), progress=False)
     assert len(result.history) == 2
+
+
+def test_default_training_length_is_steps_based():
+    from jax_anomaly.training import auto_epochs
+
+    assert auto_epochs(540, 128) == 400  # 5 steps per epoch: 2,000 steps
+    assert auto_epochs(6000, 128) == 43  # 47 steps per epoch
+    assert auto_epochs(100_000, 128) == 20  # at least 20 epochs
+    assert auto_epochs(10, 128) == 2000  # one (clamped) batch per epoch
