@@ -76,7 +76,7 @@ def add_config_flags(group, cls, *, defaults: dict | None = None, dest_prefix: s
         if kind is None or (only is not None and f.name not in only):
             continue
         default = None if dest_prefix else (defaults or {}).get(f.name, f.default)
-        help_text = docs.get(f.name, "").replace("%", "%%")
+        help_text = docs.get(f.name, "").replace("``", "").replace("%", "%%")
         kw = {"dest": dest_prefix + f.name, "help": help_text}
         if kind is not bool or dest_prefix:
             kw["metavar"] = f.name.upper()
@@ -137,11 +137,14 @@ def _add_run_flags(p: argparse.ArgumentParser, *, defaults: dict) -> None:
         fields = [f.name for f in dataclasses.fields(det.config_cls) if f.name not in seen]
         for f in add_config_flags(g, det.config_cls, dest_prefix=MODEL_DEST, only=fields):
             seen.add(f.name)
+    texts = {name: field_docs(det.config_cls) for name, det in registry().items()}
     for option, owners in detector_options().items():
-        action = p._option_string_actions.get("--" + option.replace("_", "-"))
-        if action is None:
-            action = next(a for a in p._actions if a.dest == MODEL_DEST + option)
-        action.help = f"[{', '.join(owners)}] {action.help}"
+        action = next(a for a in p._actions if a.dest == MODEL_DEST + option)
+        by_text: dict[str, list[str]] = {}
+        for owner in owners:  # detectors sharing an option may document it differently
+            by_text.setdefault(texts[owner].get(option, ""), []).append(owner)
+        action.help = " ".join(f"[{', '.join(names)}] {text}" for text, names in by_text.items())
+        action.help = action.help.replace("``", "").replace("%", "%%")
     g = p.add_argument_group("multi-host")
     g.add_argument(
         "--distributed",
