@@ -29,16 +29,29 @@ def _draw(ax, x, image_shape, title=""):
     ax.set_title(title, fontsize=8)
 
 
-def plot_reconstructions(path, originals, reconstructions, scores, labels, image_shape=None) -> None:
-    """Originals (top row) next to reconstructions (bottom row), score and label in each title."""
+def plot_reconstructions(
+    path, originals, reconstructions, scores, labels, image_shape=None, maps=None
+) -> None:
+    """Originals (top row) next to reconstructions, score and label in each title; with
+    ``maps`` (images only) a third row overlays each input with its anomaly map as a heat map
+    (one colour scale for the row, so maps compare across samples)."""
     plt = _plt()
     n = len(originals)
-    fig, axes = plt.subplots(2, n, figsize=(1.6 * n, 3.6), squeeze=False)
+    rows = 3 if maps is not None and image_shape is not None else 2
+    fig, axes = plt.subplots(rows, n, figsize=(1.6 * n, 1.8 * rows), squeeze=False)
     for i in range(n):
         kind = "anomaly" if labels[i] else "normal"
         _draw(axes[0, i], originals[i], image_shape, f"{kind}")
         _draw(axes[1, i], reconstructions[i], image_shape, f"score {scores[i]:.4g}")
     axes[0, 0].set_ylabel("input"), axes[1, 0].set_ylabel("reconstruction")
+    if rows == 3:
+        top = float(np.max(maps)) or 1.0
+        for i in range(n):
+            _draw(axes[2, i], originals[i], image_shape)
+            axes[2, i].imshow(
+                np.asarray(maps[i]).reshape(image_shape), cmap="inferno", alpha=0.6, vmin=0, vmax=top
+            )
+        axes[2, 0].set_ylabel("anomaly map")
     _save(fig, path)
 
 

@@ -273,6 +273,7 @@ def _write_run_folder(out: Path, cfg: RunConfig, data, model, train, test_out, s
                 scores[pick],
                 data.y_test[pick],
                 data.image_shape,
+                maps=test_out["map"][pick] if "map" in test_out else None,
             )
     summary["finished"] = datetime.datetime.now().isoformat(timespec="seconds")
     write_json(out / "metrics.json", summary)

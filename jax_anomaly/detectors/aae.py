@@ -17,6 +17,7 @@ from flax import struct
 from jax_anomaly.config import TrainConfig
 from jax_anomaly.detectors.base import Detector, Phase, adam, register
 from jax_anomaly.detectors.gan import GAN_B1
+from jax_anomaly.image_scores import check_score, reconstruction_score
 from jax_anomaly.models import Discriminator, autoencoder_pair, check_autoencoder_config
 from jax_anomaly.training import masked_mean
 from jax_anomaly.training.losses import RECONSTRUCTION_LOSSES, bce, per_sample_loss
@@ -33,7 +34,9 @@ class AAEConfig:
       channels: conv channels per stride-2 level.
       activation: hidden activation (None: ReLU dense, LeakyReLU conv).
       output_activation: sigmoid (data in [0, 1]) or linear.
-      loss: mse or bce: the reconstruction loss and score part.
+      loss: mse or bce: the reconstruction loss (and, with score loss, the score's error part).
+      score: the score's error part: loss (default) or an image score (mse, mean3, mean5,
+        gauss3, gauss5, pyramid, ssim; square images; jax_anomaly.image_scores).
       d_hidden: the latent discriminator's hidden layers (``latent -> d_hidden -> 1``).
       prior_weight: score = reconstruction error + ``prior_weight`` · (-log N(z; 0, I)) / latent
         of the code z = E(x); 0 scores by reconstruction alone.
@@ -47,12 +50,14 @@ class AAEConfig:
     activation: str | None = None
     output_activation: str = "sigmoid"
     loss: str = "mse"
+    score: str = "loss"
     d_hidden: tuple[int, ...] = (128, 128)
     prior_weight: float = 0.0
     score_batch: int = 4096
 
     def __post_init__(self):
         check_autoencoder_config(self, ("hidden", "channels", "d_hidden"))
+        check_score(self.score)
         if not self.d_hidden or any(h < 1 for h in self.d_hidden):
             raise ValueError(f"d_hidden must be non-empty with sizes >= 1, got {self.d_hidden}")
         if self.loss not in RECONSTRUCTION_LOSSES:
@@ -217,10 +222,11 @@ def make_sample_scorer(cfg: AAEConfig, n_features: int):
     def one(params, x):
         z = encoder.apply({"params": params["encoder"]}, standardise(params["input"], x))
         recon = decoder.apply({"params": params["decoder"]}, z)
-        error = per_sample_loss(recon, x, cfg.loss)
+        error, amap = reconstruction_score(cfg.score, cfg.loss, x, recon)
         prior_nll = 0.5 * jnp.sum(jnp.square(z)) + 0.5 * cfg.latent * math.log(2 * math.pi)
         return {
             "score": error + cfg.prior_weight * prior_nll / cfg.latent,
+            "map": amap,
             "recon_error": error,
             "prior_nll": prior_nll,
             "z": z,

@@ -14,11 +14,14 @@ from flax.training import train_state
 
 from jax_anomaly.config import TrainConfig
 from jax_anomaly.detectors.base import Detector, Phase, adam, per_sample_normal, register
+from jax_anomaly.image_scores import IMAGE_SCORES, image_score, square_side
 from jax_anomaly.models import check_autoencoder_config, encoder_decoder
 from jax_anomaly.training import masked_mean
 
 LIKELIHOODS = ("bernoulli", "gaussian")
-SCORES = ("recon_prob", "elbo", "recon")
+# Its own scores, then the image scores of the decoder mean at mu(x) ("recon" is their "mse").
+SCORES = ("recon_prob", "elbo", "recon", *IMAGE_SCORES[1:])
+_OWN = SCORES[:3]
 # Floor of the Gaussian decoder's log-variance: pixels that are exactly 0 in every normal
 # image would otherwise drive the variance to 0 and the likelihood to infinity.
 _MIN_LOGVAR = -6.0
@@ -42,8 +45,9 @@ class VAEConfig:
       beta: weight of the KL term (β-VAE); 1 is the ELBO.
       score: ``'recon_prob'`` (default): -log of the reconstruction probability
         (1/L) Σ_l p(x | z_l), z_l ~ q(z|x) (An & Cho 2015); ``'elbo'``: the negative ELBO
-        (β = 1) with L samples; ``'recon'``: squared error of the decoder mean at z = μ(x).
-        All three are returned by ``score`` whichever is chosen.
+        (β = 1) with L samples; ``'recon'``: squared error of the decoder mean at z = μ(x);
+        or an image score of that mean (mean3, mean5, gauss3, gauss5, pyramid, ssim;
+        jax_anomaly.image_scores). The first three are returned by ``score`` whichever is chosen.
       mc_samples: L, Monte-Carlo samples per test sample.
       score_batch: samples per vmapped scoring chunk.
     """
@@ -193,11 +197,17 @@ def make_sample_scorer(cfg: VAEConfig, n_features: int):
         log_liks = log_lik(x)  # (L,)
         mean, _ = decode(params, mu)
         recon = jnp.mean(jnp.square(mean - x))
+        image, amap = (
+            (recon, jnp.square(mean - x))
+            if cfg.score in _OWN
+            else image_score(cfg.score, x, mean, square_side(n_features, cfg.score))
+        )
         neg_elbo = -jnp.mean(log_liks) + kl(mu, logvar)
         recon_prob = -(jax.nn.logsumexp(log_liks) - jnp.log(cfg.mc_samples))
         parts = {"recon": recon, "elbo": neg_elbo, "recon_prob": recon_prob}
         return {
-            "score": parts[cfg.score],
+            "score": parts.get(cfg.score, image),
+            "map": amap,
             "recon_error": recon,
             "neg_elbo": neg_elbo,
             "neg_log_recon_prob": recon_prob,

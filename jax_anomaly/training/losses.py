@@ -10,13 +10,19 @@ RECONSTRUCTION_LOSSES = ("mse", "bce")
 _EPS = 1e-7
 
 
+def per_feature_loss(recon: jax.Array, x: jax.Array, loss: str) -> jax.Array:
+    """Reconstruction error per feature ``(..., D) -> (..., D)``: squared error or binary
+    cross-entropy."""
+    if loss == "mse":
+        return jnp.square(recon - x)
+    p = jnp.clip(recon, _EPS, 1.0 - _EPS)
+    return -(x * jnp.log(p) + (1.0 - x) * jnp.log1p(-p))
+
+
 def per_sample_loss(recon: jax.Array, x: jax.Array, loss: str) -> jax.Array:
     """Per-sample reconstruction error ``(..., D) -> (...)``: MSE or binary cross-entropy
     (mean over features)."""
-    if loss == "mse":
-        return jnp.mean(jnp.square(recon - x), axis=-1)
-    p = jnp.clip(recon, _EPS, 1.0 - _EPS)
-    return -jnp.mean(x * jnp.log(p) + (1.0 - x) * jnp.log1p(-p), axis=-1)
+    return jnp.mean(per_feature_loss(recon, x, loss), axis=-1)
 
 
 def bce(logits: jax.Array, target: float) -> jax.Array:

@@ -1,0 +1,112 @@
+"""Anomaly scores of an image against its reconstruction, beyond pixel MSE (pure jax.numpy,
+written for one sample; the detectors' sample scorers call them on the device).
+
+Each score is the mean of a per-pixel map, returned with it (the anomaly map):
+
+- ``mse``: the squared residual (x - r)^2, pixel by pixel.
+- ``mean3``, ``mean5``: the residual averaged over a 3x3 / 5x5 window, then squared: a
+  coherent missing stroke adds up, one stray bright pixel is diluted.
+- ``gauss3``, ``gauss5``: the same with a Gaussian window (sigma = size / 4).
+- ``pyramid``: the squared residual at full, half and quarter resolution (2x2 averages),
+  each level's map upsampled back and the levels averaged.
+- ``ssim``: 1 - SSIM(x, r) per pixel (local means, variances and covariance over a 3x3
+  Gaussian window; constants for data in [0, 1]).
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+IMAGE_SCORES = ("mse", "mean3", "mean5", "gauss3", "gauss5", "pyramid", "ssim")
+# A reconstruction detector's ``score``: its training loss per sample (the default), or one
+# of the image scores.
+RECONSTRUCTION_SCORES = ("loss", *IMAGE_SCORES)
+
+
+def check_score(score: str, allowed: tuple[str, ...] = RECONSTRUCTION_SCORES) -> None:
+    if score not in allowed:
+        raise ValueError(f"unknown score '{score}'; expected one of {allowed}")
+
+
+def reconstruction_score(score: str, loss: str, x: jax.Array, recon: jax.Array) -> tuple[jax.Array, ...]:
+    """``(score, map)`` of one sample (D,): ``'loss'`` is the mean per-feature training loss
+    (map: that loss per feature), any other name an image score (``image_score``)."""
+    from jax_anomaly.training.losses import per_feature_loss
+
+    if score == "loss":
+        amap = per_feature_loss(recon, x, loss)
+        return jnp.mean(amap), amap
+    return image_score(score, x, recon, square_side(x.shape[-1], score))
+
+
+def square_side(n_features: int, score: str) -> int:
+    """The side of the square single-channel image of ``n_features`` pixels.
+
+    Raises:
+      ValueError: the features are not a square image (image scores need one).
+    """
+    side = int(round(math.sqrt(n_features)))
+    if side * side != n_features:
+        raise ValueError(f"score '{score}' needs square single-channel images; got {n_features} features")
+    return side
+
+
+def _window(kind: str, size: int) -> jax.Array:
+    if kind == "mean":
+        w = jnp.ones(size)
+    else:
+        sigma = size / 4.0
+        t = jnp.arange(size) - (size - 1) / 2.0
+        w = jnp.exp(-0.5 * (t / sigma) ** 2)
+    w = w / w.sum()
+    return jnp.outer(w, w)
+
+
+def _filter(img: jax.Array, window: jax.Array) -> jax.Array:
+    """``img`` (H, W) convolved with ``window`` (k, k), zero padding ('same' size)."""
+    out = jax.lax.conv_general_dilated(img[None, None], window[None, None], (1, 1), "SAME")
+    return out[0, 0]
+
+
+def _upsample(img: jax.Array, factor: int) -> jax.Array:
+    return jnp.repeat(jnp.repeat(img, factor, axis=0), factor, axis=1)
+
+
+def _pool(img: jax.Array) -> jax.Array:
+    h, w = img.shape
+    return img[: h // 2 * 2, : w // 2 * 2].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+
+
+def image_score(name: str, x: jax.Array, recon: jax.Array, side: int) -> tuple[jax.Array, jax.Array]:
+    """``(score, map)`` of one sample: ``x`` and ``recon`` (D,) with D = side**2; ``map`` (D,)
+    is the per-pixel anomaly map whose mean is the score."""
+    img, rec = x.reshape(side, side), recon.reshape(side, side)
+    residual = img - rec
+    if name == "mse":
+        amap = jnp.square(residual)
+    elif name in ("mean3", "mean5", "gauss3", "gauss5"):
+        amap = jnp.square(_filter(residual, _window(name[:-1], int(name[-1]))))
+    elif name == "pyramid":
+        levels, level = [], residual
+        for factor in (1, 2, 4):
+            if level.shape[0] < 1:
+                break
+            up = _upsample(jnp.square(level), factor)
+            levels.append(jnp.pad(up, ((0, side - up.shape[0]), (0, side - up.shape[1]))))
+            level = _pool(level)
+        amap = jnp.mean(jnp.stack(levels), axis=0)
+    elif name == "ssim":
+        w = _window("gauss", 3)
+        mx, mr = _filter(img, w), _filter(rec, w)
+        vx = _filter(img * img, w) - mx * mx
+        vr = _filter(rec * rec, w) - mr * mr
+        cov = _filter(img * rec, w) - mx * mr
+        c1, c2 = 0.01**2, 0.03**2
+        ssim = ((2 * mx * mr + c1) * (2 * cov + c2)) / ((mx * mx + mr * mr + c1) * (vx + vr + c2))
+        amap = 1.0 - ssim
+    else:
+        raise ValueError(f"unknown image score '{name}'; expected one of {IMAGE_SCORES}")
+    return jnp.mean(amap), amap.reshape(-1)
