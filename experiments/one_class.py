@@ -29,6 +29,7 @@ import numpy as np
 
 from jax_anomaly import DataConfig, RunConfig, TrainConfig, pages, plotting, run
 from jax_anomaly.config import to_dict
+from jax_anomaly.data.one_class import PUBLISHED_MEAN_AUROC
 from jax_anomaly.detectors import detector_names
 from jax_anomaly.environment import versions
 from jax_anomaly.estimators import estimator_for
@@ -37,12 +38,6 @@ from jax_anomaly.runner import prepare_data
 from jax_anomaly.sharding import use_cpu_cores_as_devices
 from jax_anomaly.training import Progress
 
-# Published mean AUROC (%) of the one-class protocol (one class normal, test on all).
-REFERENCES = {
-    "mnist": {"Deep SVDD (Ruff et al. 2018)": 94.8, "OCGAN (Perera et al. 2019)": 97.5},
-    "fashion_mnist": {"GEOM (Golan & El-Yaniv 2018)": 93.5},
-    "digits": {},
-}
 # Model settings of the tables (``--arch conv`` swaps in the conv networks).
 MODELS = {
     "ae": {"hidden": (256, 128), "latent": 32},
@@ -55,7 +50,7 @@ MODELS = {
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--dataset", default="mnist", choices=sorted(REFERENCES))
+    p.add_argument("--dataset", default="mnist", choices=sorted(PUBLISHED_MEAN_AUROC))
     p.add_argument("--detector", default="ae", choices=detector_names())
     p.add_argument("--arch", choices=["dense", "conv"], default="dense")
     p.add_argument("--epochs", type=int, default=20)
@@ -207,7 +202,7 @@ def markdown(table: dict) -> str:
     if table.get("ensemble"):
         singles = ", ".join(f"{v:.1f}" for v in table["seed_mean_aurocs"])
         lines.append(f"- single models, mean AUROC per seed {table['ensemble']}: {singles}")
-    for ref, value in REFERENCES[table["dataset"]].items():
+    for ref, value in PUBLISHED_MEAN_AUROC[table["dataset"]].items():
         lines.append(f"- {ref}: mean AUROC {value:.1f} (published)")
     if table["quick"]:
         lines.append("- **--quick smoke run: 1 epoch, two classes; not a result.**")
@@ -229,13 +224,14 @@ def write_page(path: Path, table: dict, runs: Path | None) -> Path:
         [100 * r["auroc"] for r in table["classes"]],
         table["references"],
     )
-    notes = [line[2:].replace("**", "") for line in markdown(table).splitlines() if line.startswith("- ")]
+    text = markdown(table)
+    notes = [line[2:].replace("**", "") for line in text.splitlines() if line.startswith("- ")]
     links = None
     if runs is not None:
         links = {
             f"class {r['class']}": f"{runs.name}/class_{r['class']}/report.html" for r in table["classes"]
         }
-    title = markdown(table).splitlines()[0].lstrip("# ")
+    title = text.splitlines()[0].lstrip("# ")
     header = ["normal class", "AUROC %", "AUPRC %", "train s", "score s"]
     return pages.write_table_page(path, title, header, rows, chart=chart.getvalue(), notes=notes, links=links)
 
@@ -278,14 +274,15 @@ def main(argv=None) -> dict:
         "classes": rows,
         "mean_auroc": 100 * sum(r["auroc"] for r in rows) / len(rows),
         "total_train_seconds": sum(r["train_seconds"] for r in rows),
-        "references": REFERENCES[args.dataset],
+        "references": PUBLISHED_MEAN_AUROC[args.dataset],
         "versions": versions(),
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{stem}.json").write_text(json.dumps(table, indent=2, default=str) + "\n")
-    (out / f"{stem}.md").write_text(markdown(table))
+    text = markdown(table)
+    (out / f"{stem}.md").write_text(text)
     write_page(out / f"{stem}.html", table, runs)
-    print(markdown(table))
+    print(text)
     return table
 
 

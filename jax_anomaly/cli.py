@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import functools
 import sys
 import types
 import typing
@@ -48,12 +49,22 @@ def flag_name(field: dataclasses.Field) -> str:
     return field.metadata.get("flag", "--" + field.name.replace("_", "-"))
 
 
+@functools.cache
+def _hints(cls) -> dict:
+    return typing.get_type_hints(cls)
+
+
+def _help(text: str) -> str:
+    """Docstring text as argparse help (no RST backticks; ``%`` escaped)."""
+    return text.replace("``", "").replace("%", "%%")
+
+
 def _kind(cls, field: dataclasses.Field):
     """The argparse form of a field's type: a converter, ``bool``, ``'append'``, or None
     (no flag: nested configs and dicts)."""
     if field.metadata.get("cli") is False:
         return None
-    hint = typing.get_type_hints(cls)[field.name]
+    hint = _hints(cls)[field.name]
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         hint = str if str in args else args[0]
@@ -76,8 +87,7 @@ def add_config_flags(group, cls, *, defaults: dict | None = None, dest_prefix: s
         if kind is None or (only is not None and f.name not in only):
             continue
         default = None if dest_prefix else (defaults or {}).get(f.name, f.default)
-        help_text = docs.get(f.name, "").replace("``", "").replace("%", "%%")
-        kw = {"dest": dest_prefix + f.name, "help": help_text}
+        kw = {"dest": dest_prefix + f.name, "help": _help(docs.get(f.name, ""))}
         if kind is not bool or dest_prefix:
             kw["metavar"] = f.name.upper()
         aliases = tuple(f.metadata.get("aliases", ()))
@@ -130,7 +140,6 @@ def _add_run_flags(p: argparse.ArgumentParser, *, defaults: dict) -> None:
     g = p.add_argument_group("thresholds and output")
     add_config_flags(g, RunConfig, only=("threshold", "compare_thresholds", "plots", "progress"))
     p._option_string_actions["--threshold"].help = f"{thresholds.SPEC_HELP} (default: %(default)s)"
-    p._option_string_actions["--threshold"].default = thresholds.DEFAULT_THRESHOLD
     g = p.add_argument_group("detector options (each applies to the detectors in brackets)")
     seen = set()
     for _, det in sorted(registry().items()):
@@ -143,8 +152,7 @@ def _add_run_flags(p: argparse.ArgumentParser, *, defaults: dict) -> None:
         by_text: dict[str, list[str]] = {}
         for owner in owners:  # detectors sharing an option may document it differently
             by_text.setdefault(texts[owner].get(option, ""), []).append(owner)
-        action.help = " ".join(f"[{', '.join(names)}] {text}" for text, names in by_text.items())
-        action.help = action.help.replace("``", "").replace("%", "%%")
+        action.help = _help(" ".join(f"[{', '.join(names)}] {text}" for text, names in by_text.items()))
     g = p.add_argument_group("multi-host")
     g.add_argument(
         "--distributed",

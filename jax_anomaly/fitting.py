@@ -148,15 +148,19 @@ def portable(model: Calibrated) -> Calibrated:
     )
 
 
-def restored(model: Calibrated, train: TrainConfig) -> Calibrated:
-    """A ``portable`` model with its train state back in its typed structure (optimiser
-    state included: training could continue)."""
+def restored(model: Calibrated, train: TrainConfig, what: str = "pickled model state") -> Calibrated:
+    """A ``portable`` model (or one read from a folder) with its train state, a nested dict of
+    arrays, back in its typed structure (optimiser state included: training could continue).
+
+    Raises:
+      ValueError: the state does not match the model's structure (``what`` names it).
+    """
     fitted = model.fitted
     if fitted.state is None:
         return model
     detector = get_detector(fitted.detector)
     template = detector.init_state(fitted.config, train, fitted.n_features, jax.random.key(0))
-    state = persistence.restore_into(template, fitted.state, what="pickled model state")
+    state = persistence.restore_into(template, fitted.state, what=what)
     return dataclasses.replace(model, fitted=dataclasses.replace(fitted, state=state))
 
 
@@ -200,11 +204,7 @@ def load(path):
         cfg = detector.config_cls(**tuples(manifest["model_config"]))
         train = TrainConfig(**manifest["train"])
         n_features = int(manifest["n_features"])
-        state = payload.get("state")
-        if state is not None:
-            template = detector.init_state(cfg, train, n_features, jax.random.key(0))
-            state = persistence.restore_into(template, state, what=f"model state {path}")
-        fitted = Fitted(detector.name, cfg, payload["params"], None, n_features, state=state)
+        fitted = Fitted(detector.name, cfg, payload["params"], None, n_features, state=payload.get("state"))
         model = Calibrated(
             fitted=fitted,
             spec=thresholds.parse_threshold(manifest["threshold"]["spec"]),
@@ -213,6 +213,7 @@ def load(path):
             calibration=manifest["calibration"]["source"],
             calibration_seconds=0.0,
         )
+        model = restored(model, train, what=f"model state {path}")
     except (KeyError, TypeError) as e:
         raise ValueError(f"saved model {path} is incomplete or from another version: {e!r}") from None
     return manifest, model, train, persistence.scaler_from_dict(payload.get("scaler"))

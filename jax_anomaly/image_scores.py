@@ -20,6 +20,8 @@ import math
 import jax
 import jax.numpy as jnp
 
+from jax_anomaly.training.losses import per_feature_loss
+
 IMAGE_SCORES = ("mse", "mean3", "mean5", "gauss3", "gauss5", "pyramid", "ssim")
 # A reconstruction detector's ``score``: its training loss per sample (the default), or one
 # of the image scores.
@@ -34,8 +36,6 @@ def check_score(score: str, allowed: tuple[str, ...] = RECONSTRUCTION_SCORES) ->
 def reconstruction_score(score: str, loss: str, x: jax.Array, recon: jax.Array) -> tuple[jax.Array, ...]:
     """``(score, map)`` of one sample (D,): ``'loss'`` is the mean per-feature training loss
     (map: that loss per feature), any other name an image score (``image_score``)."""
-    from jax_anomaly.training.losses import per_feature_loss
-
     if score == "loss":
         amap = per_feature_loss(recon, x, loss)
         return jnp.mean(amap), amap

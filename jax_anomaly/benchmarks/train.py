@@ -55,7 +55,7 @@ def bench_train(target: Target, train: TrainConfig | None = None, *, out=None) -
     det, cfg, data, rep = target.setup("train", train)
     x = det.to_input(data.x_train)
     fitted = det.fit(cfg, train, x, None, key=jax.random.key(0), progress=True)  # a line per epoch at most
-    state = fitted.state if len(det.phases) > 1 else {det.phases[0].name: fitted.state}
+    state = det.phase_states(fitted.state)
     history = fitted.result.history
     batch = min(train.batch_size, len(x))
     for phase in det.phases:

@@ -19,7 +19,7 @@ import numpy as np
 import optax
 
 from jax_anomaly.config import TrainConfig, replace
-from jax_anomaly.sharding import local_rows, make_mesh, map_samples, pad_to, shard_samples
+from jax_anomaly.sharding import local_rows, make_mesh, map_samples, pad_to, replicate, shard_samples
 from jax_anomaly.training import FitResult, Progress, fit_loop
 
 INPUT_RANGES = ("unit", "symmetric")
@@ -156,6 +156,14 @@ class Detector:
     def _phase_keys(self, key):
         return [key] if len(self.phases) == 1 else list(jax.random.split(key, len(self.phases)))
 
+    def _packed(self, states: dict):
+        """The train state as ``Fitted.state`` holds it: one phase's state, or ``{phase: state}``."""
+        return states[self.phases[0].name] if len(self.phases) == 1 else states
+
+    def phase_states(self, state) -> dict:
+        """``{phase name: state}`` of a ``Fitted.state`` (undoes ``_packed``)."""
+        return {self.phases[0].name: state} if len(self.phases) == 1 else state
+
     def init_state(self, cfg, train: TrainConfig, n_features: int, key):
         """A freshly initialised train state (``{phase: state}`` with several phases); the
         template a saved model's state is restored into."""
@@ -166,7 +174,7 @@ class Detector:
                 cfg, _phase_train(phase, cfg, train), n_features, k, **extra
             )
             previous = phase.params_of(states[phase.name])
-        return states[self.phases[0].name] if len(self.phases) == 1 else states
+        return self._packed(states)
 
     def fit(self, cfg, train: TrainConfig, x_train, x_val=None, *, key, progress=True) -> Fitted:
         """Trains on normal data ``x_train`` (N, D) in the detector's input range; the
@@ -211,8 +219,9 @@ class Detector:
             )
             states[phase.name], previous = state, phase.params_of(state)
             results.append((phase.name, result))
-        state = states[self.phases[0].name] if len(self.phases) == 1 else states
-        return Fitted(self.name, cfg, previous, merge_results(results), n_features, state=state)
+        return Fitted(
+            self.name, cfg, previous, merge_results(results), n_features, state=self._packed(states)
+        )
 
     # ---- scoring --------------------------------------------------------------------
 
@@ -258,11 +267,12 @@ class Detector:
         local_n = local_rows(n, mesh)
         rows = min(self.score_chunk(cfg, local_n), local_n) * mesh.devices.size
         scorer = self.sharded_scorer(cfg, fitted.n_features, rows, mesh)
+        params = replicate(fitted.params, mesh)  # once: the calls below find them in place
         outs = []
         bar.update(0)
         for start in range(0, n, rows):
             part = [pad_to(np.asarray(a)[start : start + rows], rows) for a in (x, *extra)]
-            outs.append(map_samples(scorer, mesh, fitted.params, *part))
+            outs.append(map_samples(scorer, mesh, params, *part))
             bar.update(min(start + rows, n))
         bar.close()
         out = jax.tree.map(lambda *parts: np.concatenate(parts)[:n], *outs)
