@@ -5,6 +5,7 @@ from jax_anomaly.config import DataConfig, TrainConfig
 from jax_anomaly.environment import VERSION as __version__
 from jax_anomaly.estimators import AnomalyDetector, load
 from jax_anomaly.runner import RunConfig, run
+from jax_anomaly.timeseries.estimator import SeriesDetector
 
 
 def __getattr__(name: str):
@@ -25,6 +26,7 @@ __all__ = [  # noqa: PLE0604  (the estimator classes come from the registry)
     "AnomalyDetector",
     "DataConfig",
     "RunConfig",
+    "SeriesDetector",
     "TrainConfig",
     "__version__",
     "load",

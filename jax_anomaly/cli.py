@@ -21,9 +21,11 @@ import jax
 from jax_anomaly import pages, thresholds
 from jax_anomaly.benchmarks.cli import add_bench_parser, run_bench
 from jax_anomaly.config import DataConfig, TrainConfig, field_docs
+from jax_anomaly.data.series import is_series
 from jax_anomaly.detectors import detector_names, get_detector, load_plugin, registry
 from jax_anomaly.runner import RunConfig, print_summary, run
 from jax_anomaly.sharding import use_cpu_cores_as_devices
+from jax_anomaly.timeseries.baselines import BASELINES
 from jax_anomaly.training import TrainingDivergedError
 
 EXIT_USAGE = 2
@@ -131,7 +133,8 @@ def _add_run_flags(p: argparse.ArgumentParser, *, defaults: dict) -> None:
     add_config_flags(p.add_argument_group("data"), DataConfig, defaults=defaults)
     g = p.add_argument_group("run")
     add_config_flags(g, RunConfig, defaults=defaults, only=("detector",))
-    p._option_string_actions["--detector"].choices = detector_names()
+    p._option_string_actions["--detector"].choices = [*detector_names(), *BASELINES]
+    p._option_string_actions["--detector"].help += f" (time series also: {', '.join(BASELINES)})"
     add_config_flags(g, RunConfig, defaults=defaults, only=("preset", "seed", "out", "precision"))
     g.add_argument(
         "--plugin", action="append", default=[], help="import MODULE (or FILE.py) that registers detectors"
@@ -200,7 +203,12 @@ def _values(cls, args, names=None) -> dict:
 def config_from_args(args: argparse.Namespace):
     """A ``RunConfig`` from parsed flags (validates everything, raising ``ValueError``)."""
 
-    fields = {f.name for f in dataclasses.fields(get_detector(args.detector).config_cls)}
+    if args.detector in BASELINES and not is_series(args.dataset):
+        raise ValueError(
+            f"--detector {args.detector} is a time series baseline; use it with a series data set"
+        )
+    detector = None if args.detector in BASELINES else get_detector(args.detector)
+    fields = {f.name for f in dataclasses.fields(detector.config_cls)} if detector else set()
     model = {}
     for dest, value in vars(args).items():
         if not dest.startswith(MODEL_DEST) or value is None:

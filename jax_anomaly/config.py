@@ -76,7 +76,9 @@ class DataConfig:
     """Which data, which classes are normal, and how it is split.
 
     Attributes:
-      dataset: mnist, fashion_mnist, digits, synthetic, npz:PATH or csv:PATH.
+      dataset: mnist, fashion_mnist, digits, synthetic, npz:PATH or csv:PATH; or a time series:
+        ucr_internal_bleeding16, ecg_diff_count_3[_unsupervised], ts_synthetic[_point,
+        _contextual, _collective], ts:PATH[@N] or ts:TRAIN,TEST.
       normal: normal class(es), e.g. 0 or 0,1,2,3,4.
       val_fraction: share of the normal training data held out (seeded) for the threshold
         and early stopping.
@@ -86,7 +88,11 @@ class DataConfig:
       source: read IDX files (local) or tensorflow-datasets (tfds: needs TensorFlow and the
         internet).
       label_column: label column of csv:PATH data (1 = anomaly).
-      synthetic: options of the synthetic generator (sizes, shift).
+      synthetic: options of the synthetic generator (sizes, shift; for ts_synthetic: n_train,
+        n_test, period, noise, n_anomalies).
+      window: window length of a time series (auto: its dominant period by autocorrelation).
+      stride: step between the training windows of a time series (scoring uses every window).
+      point_rule: how window scores become point scores: mean or max of the covering windows.
     """
 
     dataset: str = "digits"
@@ -97,8 +103,21 @@ class DataConfig:
     source: str = dataclasses.field(default="local", metadata={"choices": ("local", "tfds")})
     label_column: str = "label"
     synthetic: dict[str, Any] = dataclasses.field(default_factory=dict)
+    window: int | str | None = "auto"
+    stride: int = 1
+    point_rule: str = dataclasses.field(default="mean", metadata={"choices": ("mean", "max")})
 
     def __post_init__(self):
+        if self.window in (None, "auto"):
+            object.__setattr__(self, "window", None)
+        else:
+            _check(
+                str(self.window).isdigit() and int(self.window) >= 2,
+                f"window must be auto or an integer >= 2, got '{self.window}'",
+            )
+            object.__setattr__(self, "window", int(self.window))
+        _check(self.stride >= 1, f"stride must be >= 1, got {self.stride}")
+        _check(self.point_rule in ("mean", "max"), f"point_rule must be mean or max, got '{self.point_rule}'")
         _check(0 <= self.val_fraction < 1, f"val_fraction must be in [0, 1), got {self.val_fraction}")
         _check(0 < self.test_fraction < 1, f"test_fraction must be in (0, 1), got {self.test_fraction}")
         _check(self.source in ("local", "tfds"), f"source must be 'local' or 'tfds', got '{self.source}'")

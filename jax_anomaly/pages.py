@@ -83,9 +83,8 @@ def _write(path: Path, text: str) -> Path:
 
 
 def run_title(summary: dict) -> str:
-    return (
-        f"{summary['detector']} on {summary['dataset']} (normal {summary['normal']}, seed {summary['seed']})"
-    )
+    what = f"normal {summary['normal']}, " if "normal" in summary else ""
+    return f"{summary['detector']} on {summary['dataset']} ({what}seed {summary['seed']})"
 
 
 def run_body(summary: dict, plots_dir: Path | None) -> str:
@@ -95,25 +94,42 @@ def run_body(summary: dict, plots_dir: Path | None) -> str:
     rows = [
         ["detector", summary["detector"]],
         ["data set", summary["dataset"]],
-        ["normal classes", ", ".join(map(str, summary["normal"]))],
+        *([["normal classes", ", ".join(map(str, summary["normal"]))]] if "normal" in summary else []),
+        *[[f"window: {k}", v] for k, v in summary.get("window", {}).items()],
         ["seed", summary["seed"]],
         ["threshold", f"{th['spec']} = {th['value']:.6g} (from {th['from']})"],
         *[[f"data: {k}", v] for k, v in summary["data"].items()],
-        *[[f"training: {k}", v] for k, v in summary["training"].items() if k != "final"],
+        *[[f"training: {k}", v] for k, v in summary.get("training", {}).items() if k != "final"],
         *[[f"time: {k}", v] for k, v in t.items()],
         ["started / finished", f"{summary.get('started', '')} / {summary.get('finished', '')}"],
     ]
     parts.append(table(["", "value"], rows, numeric_from=9))
     parts.append("<h2>Metrics</h2>")
-    names = ["auroc", "auprc", "precision", "recall", "f1", "accuracy", "false_positive_rate", "threshold"]
+    names = summary.get("metric_names") or [
+        "auroc",
+        "auprc",
+        "precision",
+        "recall",
+        "f1",
+        "accuracy",
+        "false_positive_rate",
+        "threshold",
+    ]
     parts.append(table(names, [[m.get(k) for k in names]], numeric_from=0))
-    if m.get("note"):
-        parts.append(f'<p class="note">{esc(m["note"])}</p>')
-    (tn, fp), (fn, tp) = m["confusion_matrix"]
-    parts.append("<h2>Confusion matrix</h2>")
-    parts.append(
-        table(["", "predicted normal", "predicted anomaly"], [["normal", tn, fp], ["anomaly", fn, tp]])
-    )
+    for note in ("note", "pa_f1_note"):
+        if m.get(note):
+            parts.append(f'<p class="note">{esc(m[note])}</p>')
+    if "confusion_matrix" in m:
+        (tn, fp), (fn, tp) = m["confusion_matrix"]
+        parts.append("<h2>Confusion matrix</h2>")
+        parts.append(
+            table(["", "predicted normal", "predicted anomaly"], [["normal", tn, fp], ["anomaly", fn, tp]])
+        )
+    if summary.get("events"):
+        parts.append("<h2>Events</h2>")
+        rows = [["labelled", s, e, k] for s, e, k in summary["events"]["labelled"]]
+        rows += [["detected", s, e, f"max score {p:.4g}"] for s, e, p in summary["events"]["detected"][:200]]
+        parts.append(table(["", "start", "end", "detail"], rows, numeric_from=1))
     if summary.get("compare_thresholds"):
         parts.append("<h2>Thresholds compared</h2>")
         rows = [

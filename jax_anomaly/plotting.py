@@ -164,3 +164,30 @@ def plot_bars(path, names, values, references: dict | None = None, ylabel: str =
     if references:
         ax.legend(fontsize=7, loc="lower right")
     _save(fig, path)
+
+
+def plot_series(path, series, scores, threshold, events=(), title="") -> None:
+    """A series (top; each channel) above its point scores and threshold (bottom), with the
+    labelled anomaly ranges shaded in both and the flagged points marked."""
+    plt = _plt()
+    series, scores = np.asarray(series), np.asarray(scores)
+    t = np.arange(len(scores))
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(12, 5), sharex=True)
+    top.plot(t, series.reshape(len(series), -1), lw=0.7)
+    bottom.plot(t, scores, lw=0.7, color="tab:purple", label="score")
+    bottom.axhline(threshold, color="tab:red", ls="--", lw=1, label=f"threshold {threshold:.4g}")
+    flagged = scores > threshold
+    bottom.scatter(t[flagged], scores[flagged], s=4, color="tab:red", zorder=3, label="flagged")
+    for i, (s, e, _) in enumerate(events):
+        for ax in (top, bottom):
+            ax.axvspan(
+                s - 0.5,
+                e - 0.5,
+                color="tab:orange",
+                alpha=0.3,
+                lw=0,
+                label="labelled anomaly" if i == 0 and ax is bottom else None,
+            )
+    top.set_title(title, fontsize=10)
+    bottom.set_xlabel("point"), bottom.set_ylabel("score"), bottom.legend(fontsize=7, loc="upper left")
+    _save(fig, path)

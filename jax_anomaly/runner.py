@@ -19,6 +19,7 @@ from jax_anomaly import fitting, pages, thresholds
 from jax_anomaly import metrics as metrics_lib
 from jax_anomaly.config import DataConfig, TrainConfig, matmul_precision, to_dict
 from jax_anomaly.data import OneClassData, load_dataset, one_class_split
+from jax_anomaly.data.series import is_series
 from jax_anomaly.detectors import check_features, check_fit_data, get_detector
 from jax_anomaly.environment import versions
 from jax_anomaly.persistence import write_json
@@ -93,7 +94,9 @@ def run(cfg: RunConfig, data: OneClassData | None = None) -> dict:
 
     Args:
       cfg: the run's configuration.
-      data: already prepared data (skips loading; used by benchmarks and tests).
+      data: already prepared data (skips loading; used by benchmarks and tests): a
+        ``OneClassData``, or a ``data.series.Series`` for a time series data set (which runs
+        ``timeseries.run.run_series``).
 
     Example::
 
@@ -103,6 +106,10 @@ def run(cfg: RunConfig, data: OneClassData | None = None) -> dict:
         print(summary["metrics"]["auroc"])
     """
 
+    if is_series(cfg.data.dataset):
+        from jax_anomaly.timeseries.run import run_series
+
+        return run_series(cfg, data)
     detector = get_detector(cfg.detector)
     model_cfg = detector.config(cfg.preset, cfg.data.dataset, **cfg.model)
     out = Path(cfg.out) if cfg.out else None
@@ -282,6 +289,10 @@ def _write_run_folder(out: Path, cfg: RunConfig, data, model, train, test_out, s
 
 def format_summary(summary: dict) -> str:
     """A short human-readable summary of a run."""
+    if summary.get("kind") == "series":
+        from jax_anomaly.timeseries.run import format_series_summary
+
+        return format_series_summary(summary)
     m, t = summary["metrics"], summary["timings"]
 
     def f(v):

@@ -20,7 +20,8 @@ from jax_anomaly.training.losses import RECONSTRUCTION_LOSSES, per_sample_loss
 class AEConfig:
     """Autoencoder ``D -> hidden -> latent -> hidden[::-1] -> D`` (``arch='dense'``), or
     stride-2 convolutions ``channels`` -> latent -> transposed convolutions (``arch='conv'``,
-    square images; ``hidden`` is then unused).
+    square images; ``arch='conv1d'``, windows of a series), or a GRU sequence autoencoder
+    (``arch='gru'``, ``hidden[0]`` units).
 
     Attributes:
       hidden: hidden layer sizes of the dense encoder (mirrored in the decoder), e.g. 128,64,12.
@@ -32,8 +33,10 @@ class AEConfig:
         mse, mean3, mean5, gauss3, gauss5 (the residual averaged over a window, then squared),
         pyramid (multi-scale), ssim (1 - SSIM); square images only (jax_anomaly.image_scores).
       score_batch: samples per vmapped scoring chunk.
-      arch: dense MLPs or conv (convolutional networks; square single-channel images).
-      channels: conv channels per stride-2 level, e.g. 32,64.
+      arch: dense MLPs, conv (convolutional networks; square single-channel images), conv1d
+        (1-D convolutions over a window's steps) or gru (recurrent; hidden[0] units).
+      channels: conv/conv1d channels per stride-2 level, e.g. 32,64.
+      in_channels: channels of each step of a conv1d/gru window (set from the series).
     """
 
     hidden: tuple[int, ...] = (128, 64, 12)
@@ -45,6 +48,7 @@ class AEConfig:
     score_batch: int = 4096
     arch: str = "dense"
     channels: tuple[int, ...] = (32, 64)
+    in_channels: int = 1
 
     def __post_init__(self):
         check_autoencoder_config(self)
@@ -135,5 +139,37 @@ DETECTOR = register(
         dataset_presets={"mnist": "mnist_tutorial", "fashion_mnist": "fashion_lab", "digits": "digits"},
         default_preset="synthetic",
         estimator="AutoEncoder",
+    )
+)
+
+# The sequence autoencoders for windows of a time series: the same method with the conv1d and
+# gru networks (models/sequence.py); linear output (windows are min-max scaled on the
+# training series, test values may leave [0, 1]).
+CONV1D_DETECTOR = register(
+    dataclasses.replace(
+        DETECTOR,
+        name="conv1d_ae",
+        description="1-D convolutional autoencoder over windows of a series, reconstruction-error score",
+        presets={
+            "default": AEConfig(arch="conv1d", channels=(16, 32), latent=16, output_activation="linear"),
+            "tiny": AEConfig(arch="conv1d", channels=(8,), latent=4, output_activation="linear"),
+        },
+        dataset_presets={},
+        default_preset="default",
+        estimator=None,
+    )
+)
+RNN_DETECTOR = register(
+    dataclasses.replace(
+        DETECTOR,
+        name="rnn_ae",
+        description="GRU sequence autoencoder over windows of a series, reconstruction-error score",
+        presets={
+            "default": AEConfig(arch="gru", hidden=(64,), latent=16, output_activation="linear"),
+            "tiny": AEConfig(arch="gru", hidden=(8,), latent=4, output_activation="linear"),
+        },
+        dataset_presets={},
+        default_preset="default",
+        estimator=None,
     )
 )

@@ -116,9 +116,10 @@ class ConvDiscriminator(nn.Module):
 ARCHS = ("dense", "conv")
 
 
-def check_arch(arch: str, channels: Sequence[int]) -> None:
-    """Validates an ``arch`` name and its conv ``channels`` (used by the detector configs)."""
-    if arch not in ARCHS:
-        raise ValueError(f"unknown arch '{arch}'; expected one of {ARCHS}")
-    if arch == "conv" and (not channels or any(c < 1 for c in channels)):
-        raise ValueError(f"arch 'conv' needs channels >= 1, got {tuple(channels)}")
+def check_arch(arch: str, channels: Sequence[int], allowed: Sequence[str] = ARCHS) -> None:
+    """Validates an ``arch`` name (one of ``allowed``) and its conv ``channels`` (used by the
+    detector configs)."""
+    if arch not in allowed:
+        raise ValueError(f"unknown arch '{arch}'; expected one of {tuple(allowed)}")
+    if arch in ("conv", "conv1d") and (not channels or any(c < 1 for c in channels)):
+        raise ValueError(f"arch '{arch}' needs channels >= 1, got {tuple(channels)}")
