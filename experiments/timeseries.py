@@ -2,7 +2,7 @@
 taxonomy: VUS-PR (the headline), VUS-ROC, AUC-PR, AUC-ROC, range-F1 at the fitted threshold,
 train and score time; plus the streaming scorer's latency per point.
 
-    python experiments/timeseries.py                 # everything, ~25 min on 2 CPU cores
+    python experiments/timeseries.py             # everything: not yet run to the end (> 25 min, 2 cores)
     python experiments/timeseries.py --quick         # 2 series, 3 methods, few steps (~1 min)
     python experiments/timeseries.py --datasets ucr_internal_bleeding16 --methods ae,kmeans
 

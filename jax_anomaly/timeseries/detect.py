@@ -66,7 +66,11 @@ class SeriesModel:
         x = as_series(series)
         if x.shape[1] != self.n_channels:
             raise ValueError(f"series has {x.shape[1]} channel(s); the model was fitted on {self.n_channels}")
-        return ((x - self.offset) / self.scale).astype(np.float32)
+        return _scale(x, self.offset, self.scale)
+
+
+def _scale(x: np.ndarray, offset: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    return ((x - offset) / scale).astype(np.float32)
 
 
 def methods() -> tuple[str, ...]:
@@ -149,13 +153,14 @@ def fit_series(
     if method == "zscore":
         fitted_model = None
     elif method in WINDOW_BASELINES:
-        scaled = ((fit_part - offset) / scale).astype(np.float32)
-        fitted_model = WINDOW_BASELINES[method](seed=seed).fit(sliding_windows(scaled, window, stride))
+        fitted_model = WINDOW_BASELINES[method](seed=seed).fit(
+            sliding_windows(_scale(fit_part, offset, scale), window, stride)
+        )
     else:
         detector = get_detector(method)
         train = train or TrainConfig()
         cfg = series_config(method, x.shape[1], preset, model)
-        scaled = ((x - offset) / scale).astype(np.float32)
+        scaled = _scale(x, offset, scale)
         w_train = sliding_windows(scaled[:cut], window, stride)
         w_val = sliding_windows(scaled[cut:], window) if len(held_out) else None
         fitted_model = fitting.fit_calibrated(

@@ -13,15 +13,26 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from jax_anomaly.data.series import label_events
+
 N_THRESHOLDS = 250
 PA_F1_NOTE = "point-adjusted F1 inflates: random scores reach high values; read it beside VUS-PR only"
 
 
 def label_ranges(labels: np.ndarray) -> np.ndarray:
-    """``(R, 2)`` inclusive ``[start, end]`` of each run of 1 in ``labels``."""
-    padded = np.concatenate([[0], np.asarray(labels) > 0, [0]]).astype(np.int8)
-    edges = np.flatnonzero(np.diff(padded))
-    return np.stack([edges[::2], edges[1::2] - 1], axis=1) if len(edges) else np.zeros((0, 2), int)
+    """``(R, 2)`` inclusive ``[start, end]`` of each run of 1 in ``labels`` (``label_events``)."""
+    return np.asarray([(s, e - 1) for s, e, _ in label_events(labels)], dtype=np.int64).reshape(-1, 2)
+
+
+def _prefix_counts(preds: np.ndarray) -> np.ndarray:
+    """``(K, T + 1)`` running counts of predicted points: hits in ``[s, e]`` are
+    ``counts[:, e + 1] - counts[:, s]``."""
+    return np.concatenate([np.zeros((len(preds), 1)), np.cumsum(preds, 1)], 1)
+
+
+def _hits(counts: np.ndarray, ranges: np.ndarray) -> np.ndarray:
+    """``(K, R)`` predicted points inside each inclusive range."""
+    return counts[:, ranges[:, 1] + 1] - counts[:, ranges[:, 0]]
 
 
 def _check(labels, scores) -> tuple[np.ndarray, np.ndarray]:
@@ -90,12 +101,12 @@ def range_curves(labels, scores, width: int, preds: np.ndarray | None = None) ->
 
 def _range_curves(labels, preds, ranges, width, counts=None):
     n, p = len(labels), float(labels.sum())
-    counts = np.concatenate([np.zeros((len(preds), 1)), np.cumsum(preds, 1)], 1) if counts is None else counts
+    counts = _prefix_counts(preds) if counts is None else counts
     n_pred = counts[:, -1]
     tp_inside = preds @ labels.astype(np.float64)
     tp_buffer = preds @ _buffer(n, ranges, width)
     merged = _merged_ranges(ranges, width, n)
-    existence = ((counts[:, merged[:, 1] + 1] - counts[:, merged[:, 0]]) > 0).mean(axis=1)
+    existence = (_hits(counts, merged) > 0).mean(axis=1)
     tp = tp_inside + tp_buffer
     p_new = p + tp_buffer / 2  # (P + predicted soft labels) / 2, as TSB-AD
     tpr = np.minimum(tp / p_new, 1.0) * existence
@@ -123,7 +134,7 @@ def vus(labels, scores, max_buffer: int, n_thresholds: int = N_THRESHOLDS) -> di
     if max_buffer < 0:
         raise ValueError(f"max_buffer must be >= 0, got {max_buffer}")
     preds = quantile_predictions(scores, n_thresholds)
-    counts = np.concatenate([np.zeros((len(preds), 1)), np.cumsum(preds, 1)], 1)
+    counts = _prefix_counts(preds)
     preds = preds.astype(np.float64)
     ranges = label_ranges(labels)
     curves = [_range_curves(labels, preds, ranges, w, counts) for w in range(max_buffer + 1)]
@@ -156,8 +167,7 @@ def range_precision_recall(labels, predicted, alpha: float = 0.2) -> dict:
 def _range_recall(real: np.ndarray, other: np.ndarray, other_points: np.ndarray, alpha: float) -> float:
     if not len(real):
         return 0.0
-    counts = np.concatenate([[0], np.cumsum(other_points)])
-    hit = counts[real[:, 1] + 1] - counts[real[:, 0]]
+    hit = _hits(_prefix_counts(other_points[None]), real)[0]
     overlap = hit / (real[:, 1] - real[:, 0] + 1)
     if len(other):  # ranges of ``other`` overlapping each real range
         n_over = np.searchsorted(other[:, 0], real[:, 1], side="right") - np.searchsorted(
@@ -175,8 +185,8 @@ def point_adjusted_f1(labels, scores, n_thresholds: int = N_THRESHOLDS) -> float
     labels, scores = _check(labels, scores)
     preds = quantile_predictions(scores, n_thresholds)
     ranges = label_ranges(labels)
-    counts = np.concatenate([np.zeros((len(preds), 1)), np.cumsum(preds, 1)], 1)
-    found = (counts[:, ranges[:, 1] + 1] - counts[:, ranges[:, 0]]) > 0
+    counts = _prefix_counts(preds)
+    found = _hits(counts, ranges) > 0
     tp = found @ (ranges[:, 1] - ranges[:, 0] + 1)
     fp = counts[:, -1] - preds @ labels
     fn = labels.sum() - tp

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from jax_anomaly import pages
-from jax_anomaly.config import matmul_precision, to_dict
+from jax_anomaly.config import to_dict
 from jax_anomaly.data.series import Series, label_events, load_series
 from jax_anomaly.environment import versions
 from jax_anomaly.persistence import write_json
@@ -46,22 +46,21 @@ def prepare_series(cfg) -> Series:
 def fit_run_series(cfg, series: Series) -> SeriesModel:
     """``fit_series`` with the settings of a ``RunConfig``."""
     d = cfg.data
-    with matmul_precision(cfg.precision):
-        return fit_series(
-            cfg.detector,
-            series.train,
-            window=d.window,
-            stride=d.stride,
-            rule=d.point_rule,
-            preset=cfg.preset,
-            model=cfg.model,
-            train=cfg.train,
-            threshold=cfg.threshold,
-            val_fraction=d.val_fraction,
-            seed=cfg.seed,
-            precision=cfg.precision,
-            progress=cfg.progress,
-        )
+    return fit_series(
+        cfg.detector,
+        series.train,
+        window=d.window,
+        stride=d.stride,
+        rule=d.point_rule,
+        preset=cfg.preset,
+        model=cfg.model,
+        train=cfg.train,
+        threshold=cfg.threshold,
+        val_fraction=d.val_fraction,
+        seed=cfg.seed,
+        precision=cfg.precision,
+        progress=cfg.progress,
+    )
 
 
 def run_series(cfg, series: Series | None = None) -> dict:
@@ -91,10 +90,7 @@ def run_series(cfg, series: Series | None = None) -> dict:
     data_seconds = time.perf_counter() - t0
     model = fit_run_series(cfg, series)
     t0 = time.perf_counter()
-    with matmul_precision(cfg.precision):
-        scored = score_series(
-            model, series.test, seed=cfg.seed, precision=cfg.precision, progress=cfg.progress
-        )
+    scored = score_series(model, series.test, seed=cfg.seed, precision=cfg.precision, progress=cfg.progress)
     score_seconds = time.perf_counter() - t0
     scores = scored["score"]
     metrics = series_metrics(series.test_labels, scores, model.window, model.threshold)
