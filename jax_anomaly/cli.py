@@ -135,7 +135,7 @@ def _add_run_flags(p: argparse.ArgumentParser, *, defaults: dict) -> None:
     add_config_flags(g, RunConfig, defaults=defaults, only=("detector",))
     p._option_string_actions["--detector"].choices = [*detector_names(), *BASELINES]
     p._option_string_actions["--detector"].help += f" (time series also: {', '.join(BASELINES)})"
-    add_config_flags(g, RunConfig, defaults=defaults, only=("preset", "seed", "out", "precision"))
+    add_config_flags(g, RunConfig, defaults=defaults, only=("preset", "seed", "out", "precision", "ensemble"))
     g.add_argument(
         "--plugin", action="append", default=[], help="import MODULE (or FILE.py) that registers detectors"
     )
@@ -239,6 +239,7 @@ def config_from_args(args: argparse.Namespace):
             "plots",
             "progress",
             "precision",
+            "ensemble",
         ),
     )
     return RunConfig(

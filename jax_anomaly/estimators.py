@@ -48,6 +48,7 @@ _OWN_PARAMS = {
     "precision": None,
     "seed": 0,
     "progress": False,
+    "n_models": 1,
 }
 TRAIN_PARAMS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 _DEFAULTS = {**{f.name: f.default for f in dataclasses.fields(TrainConfig)}, **_OWN_PARAMS}
@@ -83,6 +84,10 @@ class AnomalyDetector(BaseEstimator):
       precision: matmul precision, ``float32``, ``tf32``, ``bf16`` (None: backend default).
       seed: every random choice (split, initialisation, batches, latents) derives from it.
       progress: show progress lines (training epochs, scoring chunks) with rate and ETA.
+      n_models: an ensemble of this many models trained as one program (model k with the
+        initialisation and batches of seed ``seed + k``, all on the same split); the score
+        is the mean of the models' scores, each standardised by its held-out normal scores;
+        ``score_details(X)['model_scores']`` holds each model's (K, N).
     """
 
     # Set by the per-detector classes (AutoEncoder: "ae"), which then take no ``detector``.
@@ -163,6 +168,7 @@ class AnomalyDetector(BaseEstimator):
             precision=self.precision,
             devices=self.devices,
             progress=self.progress,
+            n_models=self.n_models,
         )
         self._set_model(model)
         # PyOD's attributes: the scores and labels of the training data X, in its order.
@@ -203,6 +209,7 @@ class AnomalyDetector(BaseEstimator):
             precision=self.precision,
             devices=self.devices,
             progress=self.progress,
+            standardise=self.model_.standardise,
         )
 
     def score_details(self, X) -> dict[str, np.ndarray]:
@@ -329,6 +336,7 @@ def load(path) -> AnomalyDetector:
         **{name: getattr(train, name) for name in TRAIN_PARAMS},
         **settings,
         "threshold": str(model.spec),
+        "n_models": manifest.get("ensemble", {}).get("n_models", 1),
     }
     est = estimator_for(manifest["detector"], **params)
     est._set_model(model)

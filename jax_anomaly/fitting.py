@@ -11,8 +11,10 @@ import jax
 import numpy as np
 
 from jax_anomaly import persistence, thresholds
-from jax_anomaly.config import TrainConfig, matmul_precision, to_dict
+from jax_anomaly.config import TrainConfig, matmul_precision, replace, to_dict
 from jax_anomaly.detectors import Detector, Fitted, get_detector
+from jax_anomaly.detectors.stack import FittedStack, fit_stack_detector, score_stack
+from jax_anomaly.training.stacked import stack_trees
 from jax_anomaly.environment import versions
 from jax_anomaly.training import Progress
 
@@ -28,14 +30,33 @@ class Calibrated:
       calibration_scores: the held-out normal scores it was chosen from (N_val,).
       calibration: ``'validation'`` (held-out normals) or ``'training'`` (none held out).
       calibration_seconds: time spent scoring them.
+      standardise: for an ensemble (``fitted`` a ``FittedStack`` of K models): each model's
+        ``(mean, std)`` (K,) of its held-out normal scores; the ensemble score is the mean of
+        the models' standardised scores (``combine``), and ``calibration_scores`` are those.
     """
 
-    fitted: Fitted
+    fitted: Fitted | FittedStack
     spec: thresholds.ThresholdSpec
     threshold: float
     calibration_scores: np.ndarray
     calibration: str
     calibration_seconds: float
+    standardise: tuple[np.ndarray, np.ndarray] | None = None
+
+
+def standardisation(model_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each model's ``(mean, std)`` of its held-out normal scores ``(K, N)``; a std of 0
+    (constant scores) counts as 1."""
+    scores = np.asarray(model_scores, np.float64)
+    std = scores.std(axis=1)
+    return scores.mean(axis=1), np.where(std > 0, std, 1.0)
+
+
+def combine(model_scores: np.ndarray, standardise: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """The ensemble score (N,): each model's scores ``(K, N)`` standardised by its held-out
+    normal scores, then averaged over the models."""
+    mean, std = standardise
+    return ((np.asarray(model_scores, np.float64) - mean[:, None]) / std[:, None]).mean(axis=0)
 
 
 def seed_keys(seed: int):
@@ -63,6 +84,8 @@ def fit_calibrated(
     precision: str | None = None,
     devices: int | None = None,
     progress: bool = False,
+    n_models: int = 1,
+    group: int | None = None,
 ) -> Calibrated:
     """Trains ``detector`` on ``x_train`` and sets the threshold ``spec`` from the scores of
     ``x_val`` (or of ``x_train`` when None).
@@ -78,27 +101,38 @@ def fit_calibrated(
       precision: matmul precision (None: the backend's default).
       devices: score over the first N devices (None: all).
       progress: show the training progress line.
+      n_models: train an ensemble of this many models in one program (``detectors.stack``):
+        model k with the fit key of seed ``seed + k``, all on the same data; scored by
+        ``combine``.
+      group: models vmapped together in an ensemble (None: the backend's default).
     """
+    if not isinstance(n_models, int | np.integer) or n_models < 1:
+        raise ValueError(f"n_models must be an integer >= 1, got {n_models!r}")
     if not spec.fittable:
         raise ValueError(
             f"threshold '{spec}' needs test scores or labels; a fitted model takes one of "
             f"{', '.join(k + ':...' for k in thresholds.FITTABLE)}"
         )
     fit_key, _, score_key = seed_keys(seed)
+    x_in, val_in = detector.to_input(x_train), None if x_val is None else detector.to_input(x_val)
     with matmul_precision(precision):
-        fitted = detector.fit_checked(
-            cfg,
-            train,
-            detector.to_input(x_train),
-            None if x_val is None else detector.to_input(x_val),
-            key=fit_key,
-            progress=progress,
-        )
+        if n_models == 1:
+            fitted = detector.fit_checked(cfg, train, x_in, val_in, key=fit_key, progress=progress)
+        else:
+            keys = [seed_keys(int(seed) + k)[0] for k in range(n_models)]
+            fitted = fit_stack_detector(
+                detector, [cfg] * n_models, train, x_in, val_in, keys=keys, group=group, progress=progress
+            )
         t0 = time.perf_counter()
         calibration = x_train if x_val is None else x_val
         bar = Progress(len(calibration), "score held-out normals", unit="samples", enabled=progress)
-        scores = _score(detector, fitted, calibration, score_key, devices, bar)["score"]
+        out = _score(detector, fitted, calibration, score_key, devices, bar, standardise=None)
         seconds = time.perf_counter() - t0
+    standardise = None
+    scores = out["score"]
+    if n_models > 1:
+        standardise = standardisation(out["model_scores"])
+        scores = combine(out["model_scores"], standardise)
     return Calibrated(
         fitted=fitted,
         spec=spec,
@@ -106,30 +140,43 @@ def fit_calibrated(
         calibration_scores=scores,
         calibration="training" if x_val is None else "validation",
         calibration_seconds=seconds,
+        standardise=standardise,
     )
 
 
 def score_details(
     detector: Detector,
-    fitted: Fitted,
+    fitted: Fitted | FittedStack,
     x: np.ndarray,
     *,
     seed: int = 0,
     precision=None,
     devices=None,
     progress: bool = False,
+    standardise: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """Every per-sample output of ``detector`` on checked data ``x`` in [0, 1]: ``score``
     and, where the method has them, ``reconstruction`` (mapped back to [0, 1]), ``z``, ...
-    ``progress`` shows a progress line with rate and ETA."""
+    ``progress`` shows a progress line with rate and ETA.
+
+    For an ensemble (``fitted`` a ``FittedStack``; pass its ``standardise``): ``score`` is
+    the ensemble score (``combine``), ``model_scores`` (K, N) each model's, and the other
+    parts are averaged over the models."""
     bar = Progress(len(x), "score", unit="samples", enabled=progress)
     with matmul_precision(precision):
-        return _score(detector, fitted, x, seed_keys(seed)[2], devices, bar)
+        return _score(detector, fitted, x, seed_keys(seed)[2], devices, bar, standardise)
 
 
-def _score(detector: Detector, fitted: Fitted, x, key, devices, bar: Progress) -> dict:
+def _score(detector: Detector, fitted, x, key, devices, bar: Progress, standardise) -> dict:
     progress = bar if bar.enabled else False
-    out = detector.score_checked(fitted, detector.to_input(x), key=key, devices=devices, progress=progress)
+    if isinstance(fitted, FittedStack):
+        out = score_stack(detector, fitted, detector.to_input(x), key=key, devices=devices, progress=progress)
+        model_scores = out.pop("score")
+        out = {k: v.mean(axis=0) for k, v in out.items()}
+        out["model_scores"] = model_scores
+        out["score"] = model_scores.mean(axis=0) if standardise is None else combine(model_scores, standardise)
+    else:
+        out = detector.score_checked(fitted, detector.to_input(x), key=key, devices=devices, progress=progress)
     if "reconstruction" in out:
         out["reconstruction"] = detector.from_input(out["reconstruction"])
     return out
@@ -159,7 +206,9 @@ def restored(model: Calibrated, train: TrainConfig, what: str = "pickled model s
     if fitted.state is None:
         return model
     detector = get_detector(fitted.detector)
-    template = detector.init_state(fitted.config, train, fitted.n_features, jax.random.key(0))
+    configs = fitted.configs if isinstance(fitted, FittedStack) else (fitted.config,)
+    templates = [detector.init_state(c, train, fitted.n_features, jax.random.key(0)) for c in configs]
+    template = stack_trees(templates) if isinstance(fitted, FittedStack) else templates[0]
     state = persistence.restore_into(template, fitted.state, what=what)
     return dataclasses.replace(model, fitted=dataclasses.replace(fitted, state=state))
 
@@ -177,7 +226,7 @@ def save(path, model: Calibrated, *, train: TrainConfig, settings: dict, scaler=
     manifest = {
         "detector": fitted.detector,
         "estimator": detector.estimator,
-        "model_config": to_dict(fitted.config),
+        "model_config": to_dict(fitted.configs[0] if isinstance(fitted, FittedStack) else fitted.config),
         "train": to_dict(dataclasses.replace(train, checkpoint=None, resume=False)),
         "settings": settings,
         "n_features": fitted.n_features,
@@ -187,6 +236,12 @@ def save(path, model: Calibrated, *, train: TrainConfig, settings: dict, scaler=
         "saved_with": versions(),
         **extra,
     }
+    if isinstance(fitted, FittedStack):  # an ensemble: the whole stack and its combination
+        manifest["ensemble"] = {
+            "n_models": fitted.n_models,
+            "hyper": {k: list(v) for k, v in fitted.hyper.items()},
+            "standardise": [np.asarray(a).tolist() for a in model.standardise],
+        }
     return persistence.save_model(
         path, manifest=manifest, params=fitted.params, state=fitted.state, scaler=scaler
     )
@@ -205,6 +260,15 @@ def load(path):
         train = TrainConfig(**manifest["train"])
         n_features = int(manifest["n_features"])
         fitted = Fitted(detector.name, cfg, payload["params"], None, n_features, state=payload.get("state"))
+        standardise = None
+        if "ensemble" in manifest:
+            ens = manifest["ensemble"]
+            hyper = {k: tuple(v) for k, v in ens["hyper"].items()}
+            configs = tuple(
+                replace(cfg, **{k: v[i] for k, v in hyper.items()}) for i in range(int(ens["n_models"]))
+            )
+            fitted = FittedStack(detector.name, configs, fitted.params, None, n_features, hyper, fitted.state)
+            standardise = tuple(np.asarray(a, np.float64) for a in ens["standardise"])
         model = Calibrated(
             fitted=fitted,
             spec=thresholds.parse_threshold(manifest["threshold"]["spec"]),
@@ -212,6 +276,7 @@ def load(path):
             calibration_scores=np.asarray(manifest["calibration"]["scores"], np.float64),
             calibration=manifest["calibration"]["source"],
             calibration_seconds=0.0,
+            standardise=standardise,
         )
         model = restored(model, train, what=f"model state {path}")
     except (KeyError, TypeError) as e:

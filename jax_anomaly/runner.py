@@ -21,6 +21,7 @@ from jax_anomaly.config import DataConfig, TrainConfig, matmul_precision, to_dic
 from jax_anomaly.data import OneClassData, load_dataset, one_class_split
 from jax_anomaly.data.series import is_series
 from jax_anomaly.detectors import check_features, check_fit_data, get_detector
+from jax_anomaly.detectors.stack import FittedStack
 from jax_anomaly.environment import versions
 from jax_anomaly.persistence import write_json
 from jax_anomaly.sharding import use_cpu_cores_as_devices
@@ -47,6 +48,8 @@ class RunConfig:
       progress: show progress lines.
       precision: matmul precision of training and scoring (None: the backend's default, TF32
         on recent NVIDIA GPUs).
+      ensemble: train this many models (seeds seed, seed+1, ...) as one program and score
+        with their standardised mean (``fitting.combine``).
     """
 
     detector: str = "ae"
@@ -63,9 +66,12 @@ class RunConfig:
     plots: bool = dataclasses.field(default=True, metadata={"flag": "--no-plots"})
     progress: bool = dataclasses.field(default=True, metadata={"flag": "--quiet"})
     precision: str | None = dataclasses.field(default=None, metadata={"choices": ("bf16", "float32", "tf32")})
+    ensemble: int = 1
 
     def __post_init__(self):
         matmul_precision(self.precision)  # validates the name
+        if not isinstance(self.ensemble, int) or self.ensemble < 1:
+            raise ValueError(f"ensemble must be an integer >= 1, got {self.ensemble!r}")
         object.__setattr__(self, "threshold", thresholds.parse_threshold(self.threshold))
         object.__setattr__(
             self, "compare_thresholds", tuple(thresholds.parse_threshold(s) for s in self.compare_thresholds)
@@ -150,6 +156,7 @@ def run(cfg: RunConfig, data: OneClassData | None = None) -> dict:
         precision=cfg.precision,
         devices=train.devices,
         progress=cfg.progress,
+        n_models=cfg.ensemble,
     )
     fitted = model.fitted
 
@@ -163,6 +170,7 @@ def run(cfg: RunConfig, data: OneClassData | None = None) -> dict:
         precision=cfg.precision,
         devices=train.devices,
         progress=cfg.progress,
+        standardise=model.standardise,
     )
     score_seconds = time.perf_counter() - t0 + model.calibration_seconds
     val_scores = model.calibration_scores if x_val is not None else None
@@ -213,6 +221,7 @@ def run(cfg: RunConfig, data: OneClassData | None = None) -> dict:
             "train_seconds": fitted.result.train_seconds,
             "train_samples_per_second": len(history)
             * len(data.x_train)
+            * cfg.ensemble
             / max(fitted.result.train_seconds, 1e-9),
             "score_seconds": score_seconds,
         },
@@ -257,7 +266,8 @@ def _write_run_folder(out: Path, cfg: RunConfig, data, model, train, test_out, s
         if detector.extra_plots is not None:
             import jax
 
-            detector.extra_plots(fitted, plots, data.image_shape, key=jax.random.key(cfg.seed + 1))
+            first = fitted.model(0) if isinstance(fitted, FittedStack) else fitted  # an ensemble: its first model
+            detector.extra_plots(first, plots, data.image_shape, key=jax.random.key(cfg.seed + 1))
         if "z" in test_out:  # latent codes (VAE means, AAE codes, GAN latents)
             plotting.plot_latent(plots / "latent.png", test_out["z"], data.y_test, data.test_classes)
         if "reconstruction" in test_out:

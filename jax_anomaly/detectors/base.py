@@ -364,9 +364,11 @@ def train_phase(
 
 
 def adam(train: TrainConfig, default_b1: float = 0.9):
-    """The optax Adam every detector uses; ``train.b1`` when set, else ``default_b1``."""
+    """The optax Adam every detector uses; ``train.b1`` when set, else ``default_b1``. Its
+    rate and betas live in the optimiser state (``optax.inject_hyperparams``), so models of a
+    stack can train with different ones in one program (``detectors.stack``)."""
     b1 = default_b1 if train.b1 is None else train.b1
-    return optax.adam(train.learning_rate, b1=b1, b2=train.b2)
+    return optax.inject_hyperparams(optax.adam)(learning_rate=train.learning_rate, b1=b1, b2=train.b2)
 
 
 # ---- input checks -------------------------------------------------------------------------
