@@ -9,10 +9,11 @@ beside published reference means.
 
 Writes ``results/one_class_<dataset>_<detector>[_conv][_ensN][_<tag>].md`` and ``.json``
 (``--out`` for another folder); ``--model KEY=VALUE`` overrides a model setting (e.g. ``latent=16``).
-``--ensemble SEEDS`` averages the standardised scores of one model per seed. Run time: see
-the tables' ``train s`` column; ``--quick`` trains 1 epoch on classes 0, 1.
-Every run is seeded (``--seed``); the per-class runs go through ``jax_anomaly.run``, the same
-path as the CLI (ensembles through the estimators it uses).
+``--ensemble SEEDS`` averages the standardised scores of one model per seed. By default every
+class (x every seed) of the table trains as one stacked program (``detectors.stack``: one
+compile, the models vmapped in groups) and one call scores the test set with all of them;
+``--separate`` (or ``--runs``) runs the classes one by one through ``jax_anomaly.run``, the
+CLI's path; both give the same models. ``--quick`` trains 1 epoch on classes 0, 1.
 """
 
 from __future__ import annotations
@@ -27,12 +28,13 @@ from pathlib import Path
 
 import numpy as np
 
-from jax_anomaly import DataConfig, RunConfig, TrainConfig, pages, plotting, run
+from jax_anomaly import DataConfig, RunConfig, TrainConfig, fitting, pages, plotting, run
 from jax_anomaly.config import to_dict
 from jax_anomaly.data.one_class import PUBLISHED_MEAN_AUROC
-from jax_anomaly.detectors import detector_names
+from jax_anomaly.detectors import detector_names, get_detector
+from jax_anomaly.detectors.stack import fit_stack_detector
 from jax_anomaly.environment import versions
-from jax_anomaly.estimators import estimator_for
+from jax_anomaly.fitting import combine, standardisation
 from jax_anomaly.metrics import ranking_metrics
 from jax_anomaly.runner import prepare_data
 from jax_anomaly.sharding import use_cpu_cores_as_devices
@@ -75,6 +77,12 @@ def parse_args(argv=None):
         "linked from the table page",
     )
     p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.add_argument(
+        "--separate",
+        action="store_true",
+        help="train the classes one after another through jax_anomaly.run (the default trains "
+        "every class and seed of the table as one stacked program)",
+    )
     p.add_argument(
         "--ensemble",
         metavar="SEEDS",
@@ -124,10 +132,8 @@ def class_config(args, c: int, run_dir: Path | None = None) -> RunConfig:
 
 
 def run_class(args, c: int, run_dir: Path | None = None) -> dict:
-    cfg = class_config(args, c, run_dir)
-    if args.ensemble:
-        return run_ensemble(cfg, args.ensemble)
-    s = run(cfg)
+    """One class through ``jax_anomaly.run`` (the CLI's path), with its run folder."""
+    s = run(class_config(args, c, run_dir))
     t = s["timings"]
     return {
         "class": c,
@@ -142,40 +148,68 @@ def run_class(args, c: int, run_dir: Path | None = None) -> dict:
     }
 
 
-def run_ensemble(cfg: RunConfig, seeds: list[int]) -> dict:
-    """One model per seed on ``cfg``'s data split (made with ``cfg.seed``); the ensemble score
-    is the mean over models of (test score - mean) / std of that model's validation scores,
-    so that models whose scores live on different scales weigh the same."""
-    data = prepare_data(cfg)
-    total = np.zeros(len(data.x_test))
-    row = {"seed_aurocs": [], "train_seconds": 0.0, "compile_seconds": 0.0, "score_seconds": 0.0}
-    for seed in seeds:
-        est = estimator_for(
-            cfg.detector,
-            model=cfg.model,
-            epochs=cfg.train.epochs,
-            batch_size=cfg.train.batch_size,
-            dataset=cfg.data.dataset,
-            validation_fraction=0.0,  # the one-class split already held out x_val
-            seed=seed,
+def run_stacked(args, classes: list[int], seeds: list[int], progress: bool) -> tuple[list[dict], dict]:
+    """Every class (x every seed) of the table as one stack: one compiled program trains
+    the K = classes x seeds models (each on its class's data, with its seed's key), one call
+    scores the test set with all of them. Model (c, s) is the model ``jax_anomaly.run`` trains
+    for class c with seed s (same split, key and data). With several seeds the class's score
+    is the seeds' standardised mean (``fitting.combine``)."""
+    datas = [prepare_data(class_config(args, c)) for c in classes]
+    cfg = class_config(args, classes[0])
+    detector = get_detector(cfg.detector)
+    model_cfg = detector.config(cfg.preset, cfg.data.dataset, **cfg.model)
+    members = [(i, s) for i in range(len(classes)) for s in seeds]
+    t0 = time.perf_counter()
+    stack = fit_stack_detector(
+        detector,
+        [model_cfg] * len(members),
+        cfg.train,
+        [detector.to_input(datas[i].x_train) for i, _ in members],
+        [detector.to_input(datas[i].x_val) for i, _ in members],
+        keys=[fitting.seed_keys(s)[0] for _, s in members],
+        progress=progress,
+    )
+    wall_train = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    # Held-out normals of every class in one call; test sets shared by classes in one call each.
+    val = np.concatenate([d.x_val for d in datas])
+    val_scores = fitting.score_details(detector, stack, val, seed=args.seed)["model_scores"]
+    ends = np.cumsum([len(d.x_val) for d in datas])
+    test_scores = {}
+    for i, d in enumerate(datas):
+        same = next((j for j in test_scores if np.array_equal(datas[j].x_test, d.x_test)), None)
+        test_scores[i] = (
+            test_scores[same]
+            if same is not None
+            else fitting.score_details(detector, stack, d.x_test, seed=args.seed)["model_scores"]
         )
-        est.fit(data.x_train, validation_data=data.x_val)
-        t0 = time.perf_counter()
-        test = est.score_samples(data.x_test)
-        row["score_seconds"] += time.perf_counter() - t0 + est.model_.calibration_seconds
-        row["train_seconds"] += est.fitted_.result.train_seconds
-        row["compile_seconds"] += est.fitted_.result.compile_seconds
-        row["seed_aurocs"].append(ranking_metrics(data.y_test, test)["auroc"])
-        val = est.validation_scores_
-        total += (test - val.mean()) / max(float(val.std()), 1e-12)
-    return {
-        "class": cfg.data.normal[0],
-        **ranking_metrics(data.y_test, total / len(seeds)),
-        "n_train": len(data.x_train),
-        "n_test": len(data.x_test),
-        **row,
-        "model": to_dict(est.model_config()),
+    score_seconds = time.perf_counter() - t0
+    rows = []
+    for i, (c, d) in enumerate(zip(classes, datas, strict=True)):
+        ks = [k for k, (ci, _) in enumerate(members) if ci == i]
+        test = test_scores[i][ks]
+        held_out = val_scores[ks, ends[i] - len(d.x_val) : ends[i]]
+        score = combine(test, standardisation(held_out)) if len(seeds) > 1 else test[0]
+        rows.append(
+            {
+                "class": c,
+                **ranking_metrics(d.y_test, score),
+                "n_train": len(d.x_train),
+                "n_test": len(d.x_test),
+                "seed_aurocs": [ranking_metrics(d.y_test, t)["auroc"] for t in test],
+                "diverged": [stack.result.diverged[k] for k in ks if k in stack.result.diverged],
+                "model": to_dict(model_cfg),
+            }
+        )
+    timing = {
+        "models": len(members),
+        "train_seconds": stack.result.train_seconds,
+        "compile_seconds": stack.result.compile_seconds,
+        "wall_train_seconds": wall_train,
+        "score_seconds": score_seconds,
+        "group": stack.result.group,
     }
+    return rows, timing
 
 
 def markdown(table: dict) -> str:
@@ -190,15 +224,25 @@ def markdown(table: dict) -> str:
         "| normal class | AUROC % | AUPRC % | train s | score s | compile s |",
         "|---|---|---|---|---|---|",
     ]
+    def sec(r, k):  # per-class timings exist for --separate runs only
+        return f"{r[k]:.1f}" if k in r else "-"
+
     for r in rows:
         lines.append(
-            f"| {r['class']} | {100 * r['auroc']:.1f} | {100 * r['auprc']:.1f} | {r['train_seconds']:.1f} "
-            f"| {r['score_seconds']:.1f} | {r['compile_seconds']:.1f} |"
+            f"| {r['class']} | {100 * r['auroc']:.1f} | {100 * r['auprc']:.1f} | {sec(r, 'train_seconds')} "
+            f"| {sec(r, 'score_seconds')} | {sec(r, 'compile_seconds')} |"
         )
     lines.append(
         f"| **mean** | **{table['mean_auroc']:.1f}** | | {table['total_train_seconds']:.0f} total | | |"
     )
     lines.append("")
+    stack = table.get("stack")
+    if stack:
+        lines.append(
+            f"- {stack['models']} models trained as one program (groups of {stack['group']}): train "
+            f"{stack['train_seconds']:.1f} s, compile {stack['compile_seconds']:.1f} s, scoring "
+            f"{stack['score_seconds']:.1f} s"
+        )
     if table.get("ensemble"):
         singles = ", ".join(f"{v:.1f}" for v in table["seed_mean_aurocs"])
         lines.append(f"- single models, mean AUROC per seed {table['ensemble']}: {singles}")
@@ -213,7 +257,7 @@ def write_page(path: Path, table: dict, runs: Path | None) -> Path:
     """The table as an HTML page: per-class AUROC with the published references, a bar per
     class, and links to the per-class run reports (``--runs``)."""
     rows = [
-        [r["class"], 100 * r["auroc"], 100 * r["auprc"], r["train_seconds"], r["score_seconds"]]
+        [r["class"], 100 * r["auroc"], 100 * r["auprc"], r.get("train_seconds"), r.get("score_seconds")]
         for r in table["classes"]
     ]
     rows.append(["mean", table["mean_auroc"], None, table["total_train_seconds"], None])
@@ -245,17 +289,24 @@ def main(argv=None) -> dict:
     stem = f"one_class_{args.dataset}_{args.detector}" + ("_conv" if args.arch == "conv" else "")
     stem += f"_ens{len(args.ensemble)}" if args.ensemble else ""
     stem += (f"_{args.tag}" if args.tag else "") + ("_quick" if args.quick else "")
-    runs = out / f"{stem}_runs" if args.runs and not args.ensemble else None
+    if args.runs and args.ensemble:
+        raise ValueError("--runs writes one run folder per class: not with --ensemble")
+    args.separate = args.separate or args.runs
+    runs = out / f"{stem}_runs" if args.runs else None
     classes = parse_classes(args.classes)
     bar = Progress(
         len(classes), f"one-class {args.dataset} {args.detector}", unit="classes", enabled=not args.quiet
     )
     bar.update(0)
-    rows = []
-    for i, c in enumerate(classes):
-        rows.append(run_class(args, c, runs / f"class_{c}" if runs else None))
-        bar.update(i + 1, {"class": c, "auroc": rows[-1]["auroc"]})
-    bar.close()
+    seeds = args.ensemble or [args.seed]
+    if args.separate:
+        rows, timing = [], None
+        for i, c in enumerate(classes):
+            rows.append(run_class(args, c, runs / f"class_{c}" if runs else None))
+            bar.update(i + 1, {"class": c, "auroc": rows[-1]["auroc"]})
+    else:
+        rows, timing = run_stacked(args, classes, seeds, progress=not args.quiet)
+        bar.update(len(classes))
     table = {
         "dataset": args.dataset,
         "detector": args.detector,
@@ -273,7 +324,8 @@ def main(argv=None) -> dict:
         else None,
         "classes": rows,
         "mean_auroc": 100 * sum(r["auroc"] for r in rows) / len(rows),
-        "total_train_seconds": sum(r["train_seconds"] for r in rows),
+        "total_train_seconds": timing["train_seconds"] if timing else sum(r["train_seconds"] for r in rows),
+        "stack": timing,
         "references": PUBLISHED_MEAN_AUROC[args.dataset],
         "versions": versions(),
     }
