@@ -69,6 +69,25 @@ def main():
     out["anogan_score_diff"] = max_diff(g1, g8)
     out["anogan_score_scale"] = float(np.max(np.abs(g1["score"])))
 
+    # Many models: the model axis split over 8 devices (each trains its own models, 6 models:
+    # padded to 8) equals the one-device stack.
+    from jax_anomaly.detectors.stack import fit_stack_detector, score_stack
+
+    keys = [jax.random.key(k) for k in range(6)]
+    stacks = [
+        fit_stack_detector(
+            autoencoder.DETECTOR, [cfg] * 6, TrainConfig(epochs=2, batch_size=32), [x, x[:50]] * 3, keys=keys,
+            devices=d, progress=False,
+        )
+        for d in (1, 8)
+    ]
+    out["stack_param_diff"] = max_diff(stacks[0].params, stacks[1].params)
+    out["stack_devices"] = stacks[1].result.devices
+    out["stack_score_diff"] = max_diff(
+        score_stack(autoencoder.DETECTOR, stacks[0], x_test, devices=1),
+        score_stack(autoencoder.DETECTOR, stacks[1], x_test, devices=8),
+    )
+
     # The 8-device training step really is data-parallel: the compiled epoch holds all-reduces.
     from jax_anomaly.sharding import make_mesh, replicate
     from jax_anomaly.training import make_epoch_fn

@@ -47,6 +47,12 @@ def test_scores_on_eight_devices_equal_one(eight_devices):
     assert eight_devices["anogan_score_diff"] < 1e-5 * max(1.0, eight_devices["anogan_score_scale"])
 
 
+def test_model_axis_split_over_eight_devices_equals_one(eight_devices):
+    assert eight_devices["stack_devices"] == 8
+    assert eight_devices["stack_param_diff"] < 1e-5
+    assert eight_devices["stack_score_diff"] < 1e-5
+
+
 def test_batches_padded_to_a_multiple_of_the_device_count():
     idx, mask = epoch_batches(jax.random.key(0), n=20, batch_size=6, multiple=4)
     assert idx.shape == mask.shape == (4, 8)
