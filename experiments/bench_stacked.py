@@ -62,14 +62,24 @@ def main(argv=None) -> dict:
             fitted = det.fit(cfg, train, x, key=key, progress=False)
             t, c = t + fitted.result.train_seconds, c + fitted.result.compile_seconds
         rows.append(
-            {"models": k, "group": "one after another (fit)", "samples_per_s": k * args.epochs * args.samples / t,
-             "train_s": t, "compile_s": c}
+            {
+                "models": k,
+                "group": "one after another (fit)",
+                "samples_per_s": k * args.epochs * args.samples / t,
+                "train_s": t,
+                "compile_s": c,
+            }
         )
         print(rows[-1], flush=True)
     base = next(r["samples_per_s"] for r in rows if r["models"] == 1 and r["group"] == 1)
     for r in rows:
         r["vs_one_model_stack"] = r["samples_per_s"] / base
-    record = {"rows": rows, "backend": jax.default_backend(), "versions": versions(), "date": time.strftime("%Y-%m-%d")}
+    record = {
+        "rows": rows,
+        "backend": jax.default_backend(),
+        "versions": versions(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench_stacked.json").write_text(json.dumps(record, indent=2))

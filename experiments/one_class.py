@@ -224,6 +224,7 @@ def markdown(table: dict) -> str:
         "| normal class | AUROC % | AUPRC % | train s | score s | compile s |",
         "|---|---|---|---|---|---|",
     ]
+
     def sec(r, k):  # per-class timings exist for --separate runs only
         return f"{r[k]:.1f}" if k in r else "-"
 

@@ -14,9 +14,9 @@ from jax_anomaly import persistence, thresholds
 from jax_anomaly.config import TrainConfig, matmul_precision, replace, to_dict
 from jax_anomaly.detectors import Detector, Fitted, get_detector
 from jax_anomaly.detectors.stack import FittedStack, fit_stack_detector, score_stack
-from jax_anomaly.training.stacked import stack_trees
 from jax_anomaly.environment import versions
 from jax_anomaly.training import Progress
+from jax_anomaly.training.stacked import stack_trees
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,9 +174,13 @@ def _score(detector: Detector, fitted, x, key, devices, bar: Progress, standardi
         model_scores = out.pop("score")
         out = {k: v.mean(axis=0) for k, v in out.items()}
         out["model_scores"] = model_scores
-        out["score"] = model_scores.mean(axis=0) if standardise is None else combine(model_scores, standardise)
+        out["score"] = (
+            model_scores.mean(axis=0) if standardise is None else combine(model_scores, standardise)
+        )
     else:
-        out = detector.score_checked(fitted, detector.to_input(x), key=key, devices=devices, progress=progress)
+        out = detector.score_checked(
+            fitted, detector.to_input(x), key=key, devices=devices, progress=progress
+        )
     if "reconstruction" in out:
         out["reconstruction"] = detector.from_input(out["reconstruction"])
     return out

@@ -266,7 +266,9 @@ def _write_run_folder(out: Path, cfg: RunConfig, data, model, train, test_out, s
         if detector.extra_plots is not None:
             import jax
 
-            first = fitted.model(0) if isinstance(fitted, FittedStack) else fitted  # an ensemble: its first model
+            first = (
+                fitted.model(0) if isinstance(fitted, FittedStack) else fitted
+            )  # an ensemble: its first model
             detector.extra_plots(first, plots, data.image_shape, key=jax.random.key(cfg.seed + 1))
         if "z" in test_out:  # latent codes (VAE means, AAE codes, GAN latents)
             plotting.plot_latent(plots / "latent.png", test_out["z"], data.y_test, data.test_classes)

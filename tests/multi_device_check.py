@@ -76,8 +76,13 @@ def main():
     keys = [jax.random.key(k) for k in range(6)]
     stacks = [
         fit_stack_detector(
-            autoencoder.DETECTOR, [cfg] * 6, TrainConfig(epochs=2, batch_size=32), [x, x[:50]] * 3, keys=keys,
-            devices=d, progress=False,
+            autoencoder.DETECTOR,
+            [cfg] * 6,
+            TrainConfig(epochs=2, batch_size=32),
+            [x, x[:50]] * 3,
+            keys=keys,
+            devices=d,
+            progress=False,
         )
         for d in (1, 8)
     ]

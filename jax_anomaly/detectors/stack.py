@@ -136,7 +136,7 @@ def fit_stack_detector(
 
     Raises:
       ValueError: bad data, configs or settings.
-      """
+    """
     k = len(keys)
     if len(configs) != k:
         raise ValueError(f"{len(configs)} configs for {k} keys")
@@ -150,7 +150,8 @@ def fit_stack_detector(
         if len(x_train) != k or (isinstance(x_val, list | tuple) and len(x_val) != k):
             raise ValueError(f"per-model data needs {k} training (and validation) arrays")
         checked = [
-            check_fit_data(x, x_val[i] if isinstance(x_val, list | tuple) else x_val) for i, x in enumerate(x_train)
+            check_fit_data(x, x_val[i] if isinstance(x_val, list | tuple) else x_val)
+            for i, x in enumerate(x_train)
         ]
         x_train = [c[0] for c in checked]
         x_val = None if any(c[1] is None for c in checked) else [c[1] for c in checked]
@@ -170,7 +171,9 @@ def fit_stack_detector(
         base = phase_trains[0]
         if i > 0 and base.checkpoint:
             path = f"{base.checkpoint}.{phase.name}"
-            base = dataclasses.replace(base, checkpoint=path, resume=bool(base.resume and os.path.exists(path)))
+            base = dataclasses.replace(
+                base, checkpoint=path, resume=bool(base.resume and os.path.exists(path))
+            )
         init_keys, train_keys = zip(*(jax.random.split(pk[i]) for pk in phase_keys), strict=True)
         inits = []
         for m in range(k):
@@ -276,7 +279,11 @@ def score_stack(
     per_device = -(-len(x) // mesh.devices.size)
     chunk = max(1, min(detector.score_chunk(stack.configs[0], per_device) // stack.n_models, per_device))
     scorer = stack_scorer(detector.make_sample_scorer, stack.configs[0], names, stack.n_features, chunk, mesh)
-    bar = progress if isinstance(progress, Progress) else Progress(len(x), "score stack", enabled=bool(progress))
+    bar = (
+        progress
+        if isinstance(progress, Progress)
+        else Progress(len(x), "score stack", enabled=bool(progress))
+    )
     out = map_samples(scorer, mesh, (stack.params, hyper), x, *extra)
     bar.update(len(x))
     bar.close()

@@ -59,7 +59,9 @@ def stack_trees(trees: Sequence[Any], what: str = "model") -> Any:
                 f"{what} {k} has parameters of other shapes than {what} 0: settings that change "
                 "shapes (layer sizes, architecture) cannot share one program; train them apart"
             )
-    return jax.tree.unflatten(jax.tree.structure(trees[0]), [jnp.stack(xs) for xs in zip(*leaves, strict=True)])
+    return jax.tree.unflatten(
+        jax.tree.structure(trees[0]), [jnp.stack(xs) for xs in zip(*leaves, strict=True)]
+    )
 
 
 def unstack(tree: Any, k: int) -> Any:
@@ -216,7 +218,9 @@ def fit_stack(
         if v.shape != (n_models,):
             raise ValueError(f"hyperparameter '{name}' needs one value per model ({n_models}), got {v.shape}")
     data = ModelData.of(data, n_models)
-    val = None if val_data is None or make_eval is None else ModelData.of(val_data, n_models, "validation data")
+    val = (
+        None if val_data is None or make_eval is None else ModelData.of(val_data, n_models, "validation data")
+    )
     if train.patience is not None and val is None:
         raise ValueError("early stopping (patience) needs a validation loss and validation data")
     if train.resume and train.checkpoint is None:
@@ -319,7 +323,9 @@ def fit_stack(
         vx, vmask = val.x, None
     else:
         vx = val.x[pad]
-        vmask = (np.arange(vx.shape[1])[None] < np.asarray([val.n[i] for i in pad])[:, None]).astype(np.float32)
+        vmask = (np.arange(vx.shape[1])[None] < np.asarray([val.n[i] for i in pad])[:, None]).astype(
+            np.float32
+        )
     model_axis = NamedSharding(mesh, P(AXIS))
     put = lambda tree, shared: jax.device_put(tree, replicated(mesh) if shared else model_axis)  # noqa: E731
     state_pad = put(padded(state), False)
@@ -351,8 +357,8 @@ def fit_stack(
         changed = sorted(k for k, v in settings.items() if meta.get("settings", {}).get(k) != v)
         if changed:
             raise ValueError(
-                f"checkpoint {train.checkpoint} was written with other data or settings ({', '.join(changed)}); "
-                "resume with the same models, data and seeds, or start without resume"
+                f"checkpoint {train.checkpoint} was written with other data or settings "
+                f"({', '.join(changed)}); resume with the same models, data and seeds, or start without resume"
             )
         histories, start = meta["history"], meta["epoch"] + 1
         best_value = np.asarray([np.inf if v is None else v for v in meta["best_value"]])
@@ -387,10 +393,16 @@ def fit_stack(
         )
 
     total_epochs = max(epochs)
-    bar = progress if isinstance(progress, Progress) else Progress(total_epochs, "train stack", enabled=progress)
+    bar = (
+        progress
+        if isinstance(progress, Progress)
+        else Progress(total_epochs, "train stack", enabled=progress)
+    )
     train_seconds = 0.0
     for e in range(start, total_epochs + 1):
-        active = np.asarray([e <= epochs[k] and not stopped[k] and k not in diverged for k in range(n_models)])
+        active = np.asarray(
+            [e <= epochs[k] and not stopped[k] and k not in diverged for k in range(n_models)]
+        )
         if not active.any():
             break
         active_pad = np.r_[active, np.zeros(k_pad - n_models, bool)]

@@ -28,8 +28,6 @@ def data(n, d=12, seed=0):
     return np.random.default_rng(seed).random((n, d)).astype(np.float32)
 
 
-
-
 def keys(n=2):
     """Model k's key (fresh arrays each call: the key-reuse checker is on in tests)."""
     return [jax.random.key(10 + k) for k in range(n)]
@@ -85,7 +83,9 @@ def test_early_stopping_and_divergence_are_per_model():
     x = data(64)
     huge = x * 1e20  # squares overflow float32: the loss is inf from the first epoch
     train = TrainConfig(epochs=6, batch_size=32, patience=1)
-    stack = fit_stack_detector(det, [cfg] * 2, train, [x, huge], [x[:16], huge[:16]], keys=keys(), progress=False)
+    stack = fit_stack_detector(
+        det, [cfg] * 2, train, [x, huge], [x[:16], huge[:16]], keys=keys(), progress=False
+    )
     assert list(stack.result.diverged) == [1]
     assert "diverged at epoch 1" in stack.result.diverged[1]
     assert stack.result.results[1].history == []
@@ -112,14 +112,18 @@ def test_hyperparameters_on_the_model_axis():
     with pytest.raises(ValueError, match="other shapes"):
         fit_stack_detector(det, [base, replace(base, latent=3)], TRAIN, x, keys=keys(), progress=False)
     with pytest.raises(ValueError, match="TrainConfig.batch_size differs"):
-        fit_stack_detector(det, [base] * 2, [TRAIN, dataclasses.replace(TRAIN, batch_size=8)], x, keys=keys(), progress=False)
+        fit_stack_detector(
+            det, [base] * 2, [TRAIN, dataclasses.replace(TRAIN, batch_size=8)], x, keys=keys(), progress=False
+        )
 
 
 def test_stacked_resume_equals_an_uninterrupted_run(tmp_path):
     det = get_detector("ae")
     cfg = det.presets["tiny"]
     x = data(64)
-    full = fit_stack_detector(det, [cfg] * 2, TrainConfig(epochs=4, batch_size=32), x, keys=keys(), progress=False)
+    full = fit_stack_detector(
+        det, [cfg] * 2, TrainConfig(epochs=4, batch_size=32), x, keys=keys(), progress=False
+    )
     path = str(tmp_path / "stack.ckpt")
     fit_stack_detector(
         det, [cfg] * 2, TrainConfig(epochs=2, batch_size=32, checkpoint=path), x, keys=keys(), progress=False
@@ -154,7 +158,9 @@ def test_bad_stacks_raise():
     with pytest.raises(ValueError, match="needs 2 training"):
         fit_stack_detector(det, [cfg] * 2, TRAIN, [data(10)], keys=keys(), progress=False)
     with pytest.raises(ValueError, match="NaN or inf"):
-        fit_stack_detector(det, [cfg] * 2, TRAIN, [data(10), np.full((4, 12), np.nan)], keys=keys(), progress=False)
+        fit_stack_detector(
+            det, [cfg] * 2, TRAIN, [data(10), np.full((4, 12), np.nan)], keys=keys(), progress=False
+        )
     assert default_group(8, "cpu") == 2 and default_group(8, "gpu") == 8 and default_group(1, "cpu") == 1
 
 
@@ -176,7 +182,9 @@ def test_ensemble_estimator_and_run(tmp_path):
     ens = ja.AutoEncoder(**params, n_models=3).fit(scale(normal[100:]))
     details = ens.score_details(x_test)
     assert details["model_scores"].shape == (3, 140)
-    np.testing.assert_allclose(details["model_scores"][0], single.decision_function(x_test), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        details["model_scores"][0], single.decision_function(x_test), rtol=1e-5, atol=1e-6
+    )
     assert roc_auc_score(y, details["score"]) > 0.95
     assert 0.0 < ens.predict(x_test[:100]).mean() < 0.3  # the threshold is on the combined score
     ens.save(tmp_path / "ens")
@@ -188,7 +196,12 @@ def test_ensemble_estimator_and_run(tmp_path):
 
     s = run(
         RunConfig(
-            detector="ae", data=DataConfig("digits"), train=TRAIN, ensemble=2, out=str(tmp_path / "r"), plots=False,
+            detector="ae",
+            data=DataConfig("digits"),
+            train=TRAIN,
+            ensemble=2,
+            out=str(tmp_path / "r"),
+            plots=False,
             progress=False,
         )
     )
