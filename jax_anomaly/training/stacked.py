@@ -358,7 +358,7 @@ def fit_stack(
         if changed:
             raise ValueError(
                 f"checkpoint {train.checkpoint} was written with other data or settings "
-                f"({', '.join(changed)}); resume with the same models, data and seeds, or start without resume"
+                f"({', '.join(changed)}); resume with the same models, data and seeds, or start afresh"
             )
         histories, start = meta["history"], meta["epoch"] + 1
         best_value = np.asarray([np.inf if v is None else v for v in meta["best_value"]])
