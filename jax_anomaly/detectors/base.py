@@ -194,12 +194,7 @@ class Detector:
         keys = self._phase_keys(key)
         states, results, previous = {}, [], None
         for i, phase in enumerate(self.phases):
-            phase_train = _phase_train(phase, cfg, train)
-            if i > 0 and train.checkpoint:  # later phases checkpoint beside the first one
-                path = f"{train.checkpoint}.{phase.name}"
-                phase_train = dataclasses.replace(
-                    phase_train, checkpoint=path, resume=bool(train.resume and os.path.exists(path))
-                )
+            phase_train = phase_train_config(phase, i, cfg, train)
             extra = {} if i == 0 else {"previous": previous}
 
             def init(k, phase=phase, phase_train=phase_train, extra=extra):
@@ -287,6 +282,19 @@ class Detector:
 
 def _phase_train(phase: Phase, cfg, train: TrainConfig) -> TrainConfig:
     return phase.train_config(cfg, train) if phase.train_config else train
+
+
+def phase_train_config(phase: Phase, index: int, cfg, train: TrainConfig) -> TrainConfig:
+    """The training settings of the ``index``-th phase: its own (``Phase.train_config``), and
+    for a later phase the checkpoint beside the first one's (``CHECKPOINT.<phase name>``),
+    resumed only where that file exists."""
+    phase_train = _phase_train(phase, cfg, train)
+    if index > 0 and train.checkpoint:
+        path = f"{train.checkpoint}.{phase.name}"
+        phase_train = dataclasses.replace(
+            phase_train, checkpoint=path, resume=bool(train.resume and os.path.exists(path))
+        )
+    return phase_train
 
 
 @functools.lru_cache(maxsize=64)

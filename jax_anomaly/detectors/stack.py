@@ -9,7 +9,6 @@ import copy
 import dataclasses
 import functools
 import numbers
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,6 +24,7 @@ from jax_anomaly.detectors.base import (
     check_features,
     check_fit_data,
     merge_results,
+    phase_train_config,
     saturate,
 )
 from jax_anomaly.sharding import make_mesh, map_samples, shard_samples
@@ -162,18 +162,12 @@ def fit_stack_detector(
         x_train, x_val = check_fit_data(x_train, x_val)
         n_features = x_train.shape[1]
     cfg0 = configs[0]
-    hyper_arrays = {name: jnp.asarray(v, jnp.float32) for name, v in hyper.items()}
 
     phase_keys = [detector._phase_keys(kk) for kk in keys]
     states, results, previous = {}, [], None
     for i, phase in enumerate(detector.phases):
         phase_trains = [_phase_train(phase, c, t) for c, t in zip(configs, trains, strict=True)]
-        base = phase_trains[0]
-        if i > 0 and base.checkpoint:
-            path = f"{base.checkpoint}.{phase.name}"
-            base = dataclasses.replace(
-                base, checkpoint=path, resume=bool(base.resume and os.path.exists(path))
-            )
+        base = phase_train_config(phase, i, cfg0, trains[0])  # the loop's settings (checkpoint)
         init_keys, train_keys = zip(*(jax.random.split(pk[i]) for pk in phase_keys), strict=True)
         inits = []
         for m in range(k):
@@ -199,7 +193,7 @@ def fit_stack_detector(
             x_train,
             base,
             keys=list(train_keys),
-            hyper=hyper_arrays,
+            hyper=hyper,
             make_eval=make_eval,
             val_data=x_val,
             group=group,

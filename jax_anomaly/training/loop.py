@@ -122,6 +122,29 @@ def make_epoch_fn(
     return epoch
 
 
+def key_list(key) -> list:
+    """A PRNG key (typed or raw) as nested lists: how checkpoints record the key they need."""
+    return np.asarray(
+        jax.random.key_data(key) if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) else key
+    ).tolist()
+
+
+def load_matching_checkpoint(path, template, settings: dict, hint: str) -> tuple[Any, Any, dict]:
+    """``persistence.load_checkpoint`` for a resume: ``(state, best_state, meta)``.
+
+    Raises:
+      ValueError: besides a missing or corrupt file, a checkpoint whose recorded settings
+        differ from ``settings`` (names them; ``hint`` says what to do).
+    """
+    state, best, meta = persistence.load_checkpoint(path, template)
+    changed = sorted(k for k, v in settings.items() if meta.get("settings", {}).get(k) != v)
+    if changed:
+        raise ValueError(
+            f"checkpoint {path} was written with other data or settings ({', '.join(changed)}); {hint}"
+        )
+    return state, best, meta
+
+
 @dataclasses.dataclass
 class FitResult:
     """What ``fit`` returns beside the state: per-epoch metrics and timings (seconds)."""
@@ -205,20 +228,14 @@ def fit_loop(
         "drop_remainder": drop_remainder,
         "patience": patience,
         "monitor": monitor,
-        "key": np.asarray(
-            jax.random.key_data(key) if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) else key
-        ).tolist(),
+        "key": key_list(key),
     }
     history: list[dict] = []
     best_value, best_epoch, best_state, stopped_early, start = np.inf, 0, state, False, 1
     if resume:
-        state, saved_best, meta = persistence.load_checkpoint(checkpoint, state)
-        changed = sorted(k for k, v in settings.items() if meta.get("settings", {}).get(k) != v)
-        if changed:
-            raise ValueError(
-                f"checkpoint {checkpoint} was written with other data or settings ({', '.join(changed)}); "
-                "resume with the same command and seed, or start without resume"
-            )
+        state, saved_best, meta = load_matching_checkpoint(
+            checkpoint, state, settings, "resume with the same command and seed, or start without resume"
+        )
         history, best_epoch, stopped_early = meta["history"], meta["best_epoch"], meta["stopped_early"]
         best_value = np.inf if meta["best_value"] is None else meta["best_value"]
         best_state = saved_best if saved_best is not None else state

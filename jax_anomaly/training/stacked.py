@@ -25,8 +25,15 @@ from jax.sharding import PartitionSpec as P
 
 from jax_anomaly import persistence
 from jax_anomaly.config import TrainConfig
-from jax_anomaly.sharding import AXIS, make_mesh, padded_size, replicated
-from jax_anomaly.training.loop import FitResult, auto_epochs, epoch_batches, steps_per_epoch
+from jax_anomaly.sharding import AXIS, make_mesh, padded_size, replicated, train_devices
+from jax_anomaly.training.loop import (
+    FitResult,
+    auto_epochs,
+    epoch_batches,
+    key_list,
+    load_matching_checkpoint,
+    steps_per_epoch,
+)
 from jax_anomaly.training.progress import Progress
 
 # Models vmapped together per backend when ``group`` is None (experiments/bench_stacked.py,
@@ -201,7 +208,8 @@ def fit_stack(
       val_data: None, one array, or a list of K arrays.
       group: models vmapped together (None: ``default_group``); the groups run one after
         another inside the same program.
-      devices: split the model axis over the first N devices (None: 1 on a CPU, else all).
+      devices: split the model axis over the first N devices (None: as ``sharding.train_devices``:
+        one on a single-host CPU, else all).
       monitor: the metric early stopping watches (``train.patience``).
       progress: show a progress line (or pass a ``Progress``).
 
@@ -232,9 +240,8 @@ def fit_stack(
     epochs = [train.epochs or auto_epochs(nk, bk, drop) for nk, bk in zip(data.n, batch, strict=True)]
     shape = (max(steps_per_epoch(nk, bk, drop) for nk, bk in zip(data.n, batch, strict=True)), max(batch))
 
-    if devices is None:
-        devices = 1 if jax.default_backend() == "cpu" else len(jax.devices())
-    mesh = make_mesh(devices)
+    mesh = make_mesh(train_devices(devices))
+    devices = mesh.devices.size
     group = group or default_group(-(-n_models // devices))
     if group < 1:
         raise ValueError(f"group must be >= 1, got {group}")
@@ -274,18 +281,18 @@ def fit_stack(
             weights = g["mask"].sum(-1) * g["live"]  # (G, S): real rows of live steps
             total = jnp.maximum(weights.sum(-1), 1.0)
             metrics = jax.tree.map(lambda m: (swap(m) * weights).sum(-1) / total, metrics)
-            if val is not None and val.shared:
+            if val is None:
+                return state, metrics
+            if val.shared:
                 ev = jax.vmap(lambda h, s: make_eval(h)(s, vx))(g["hyper"], state)
-                metrics.update({f"val_{k}": v for k, v in ev.items()})
-            elif val is not None:
+            else:
 
                 def per_row(h, s, xk, mk):  # a mean over other row counts: row by row, masked
                     rows = jax.vmap(lambda r: make_eval(h)(s, r[None]))(xk)
                     return jax.tree.map(lambda v: jnp.sum(v * mk) / jnp.maximum(mk.sum(), 1.0), rows)
 
                 ev = jax.vmap(per_row)(g["hyper"], state, g["vx"], g["vmask"])
-                metrics.update({f"val_{k}": v for k, v in ev.items()})
-            return state, metrics
+            return state, {**metrics, **{f"val_{k}": v for k, v in ev.items()}}
 
         grouped = jax.tree.map(lambda a: a.reshape(-1, group, *a.shape[1:]), per_model)
         state, metrics = jax.lax.map(one_group, grouped)
@@ -340,9 +347,7 @@ def fit_stack(
         "drop_remainder": drop,
         "patience": train.patience,
         "monitor": monitor,
-        "keys": np.asarray(
-            jax.random.key_data(keys) if jax.dtypes.issubdtype(keys.dtype, jax.dtypes.prng_key) else keys
-        ).tolist(),
+        "keys": key_list(keys),
         "hyper": {k: np.asarray(v).tolist() for k, v in hyper.items()},
     }
     histories: list[list[dict]] = [[] for _ in range(n_models)]
@@ -353,13 +358,12 @@ def fit_stack(
     start = 1
     best_state = state_pad
     if train.resume:
-        state_pad, saved_best, meta = persistence.load_checkpoint(train.checkpoint, state_pad)
-        changed = sorted(k for k, v in settings.items() if meta.get("settings", {}).get(k) != v)
-        if changed:
-            raise ValueError(
-                f"checkpoint {train.checkpoint} was written with other data or settings "
-                f"({', '.join(changed)}); resume with the same models, data and seeds, or start afresh"
-            )
+        state_pad, saved_best, meta = load_matching_checkpoint(
+            train.checkpoint,
+            state_pad,
+            settings,
+            "resume with the same models, data and seeds, or start afresh",
+        )
         histories, start = meta["history"], meta["epoch"] + 1
         best_value = np.asarray([np.inf if v is None else v for v in meta["best_value"]])
         best_epoch, stopped = np.asarray(meta["best_epoch"]), np.asarray(meta["stopped"])
@@ -399,10 +403,12 @@ def fit_stack(
         else Progress(total_epochs, "train stack", enabled=progress)
     )
     train_seconds = 0.0
+
+    def training(e: int) -> np.ndarray:  # (K,): the models that run epoch e
+        return np.asarray([e <= epochs[k] and not stopped[k] and k not in diverged for k in range(n_models)])
+
     for e in range(start, total_epochs + 1):
-        active = np.asarray(
-            [e <= epochs[k] and not stopped[k] and k not in diverged for k in range(n_models)]
-        )
+        active = training(e)
         if not active.any():
             break
         active_pad = np.r_[active, np.zeros(k_pad - n_models, bool)]
@@ -436,9 +442,7 @@ def fit_stack(
         live = [k for k in np.flatnonzero(active) if not bad[k]]
         shown = {name: float(np.mean(v[live])) for name, v in metrics.items()} if live else {}
         bar.update(e, {**shown, "models": len(live)})
-        last = e == total_epochs or not any(
-            e + 1 <= epochs[k] and not stopped[k] and k not in diverged for k in range(n_models)
-        )
+        last = e == total_epochs or not training(e + 1).any()
         if train.checkpoint is not None and jax.process_index() == 0:
             if e % (train.checkpoint_every or 1) == 0 or last:
                 save(e)
