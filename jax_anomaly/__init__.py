@@ -5,6 +5,7 @@ from jax_anomaly.config import DataConfig, TrainConfig
 from jax_anomaly.environment import VERSION as __version__
 from jax_anomaly.estimators import AnomalyDetector, load
 from jax_anomaly.runner import RunConfig, run
+from jax_anomaly.sweep import Sweep, sweep
 from jax_anomaly.timeseries.estimator import SeriesDetector
 
 
@@ -27,9 +28,11 @@ __all__ = [  # noqa: PLE0604  (the estimator classes come from the registry)
     "DataConfig",
     "RunConfig",
     "SeriesDetector",
+    "Sweep",
     "TrainConfig",
     "__version__",
     "load",
     "run",
+    "sweep",
     *_estimators.estimator_names(),
 ]

@@ -145,18 +145,7 @@ class AnomalyDetector(BaseEstimator):
         del y
         detector, spec = get_detector(self.name), self.threshold_spec()
         cfg, train = self.model_config(), self.train_config()
-        X = self._validate(X, reset=True)
-        _, split_key, _ = fitting.seed_keys(self.seed)
-        if validation_data is not None:
-            x_train, x_val = X, check_features(validation_data, X.shape[1], what="validation_data")
-        elif not 0 <= self.validation_fraction < 1:
-            raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
-        else:
-            n_val = int(round(self.validation_fraction * len(X)))
-            if n_val and len(X) - n_val < 1:
-                raise ValueError(f"X has {len(X)} samples: too few to hold out a validation part")
-            perm = np.asarray(jax.random.permutation(split_key, len(X)))
-            x_train, x_val = X[perm[n_val:]], (X[perm[:n_val]] if n_val else None)
+        X, x_train, x_val, perm = self._split(X, validation_data)
         model = fitting.fit_calibrated(
             detector,
             cfg,
@@ -171,15 +160,42 @@ class AnomalyDetector(BaseEstimator):
             n_models=self.n_models,
         )
         self._set_model(model)
-        # PyOD's attributes: the scores and labels of the training data X, in its order.
-        if validation_data is None and x_val is not None:
-            scores = np.empty(len(X), np.float64)
-            scores[perm[:n_val]] = model.calibration_scores
-            scores[perm[n_val:]] = self._score(x_train)["score"]
+        return self._set_training_scores(X, x_train, perm)
+
+    def _split(self, X, validation_data):
+        """``(X, x_train, x_val, perm)``: the checked data, and the part trained on and the
+        part held out (``validation_fraction`` of ``X``, seeded; ``validation_data`` instead
+        when given; None when nothing is held out). ``perm`` orders ``X`` as held-out rows
+        then training rows (None with ``validation_data``)."""
+        X = self._validate(X, reset=True)
+        _, split_key, _ = fitting.seed_keys(self.seed)
+        if validation_data is not None:
+            return X, X, check_features(validation_data, X.shape[1], what="validation_data"), None
+        if not 0 <= self.validation_fraction < 1:
+            raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
+        n_val = int(round(self.validation_fraction * len(X)))
+        if n_val and len(X) - n_val < 1:
+            raise ValueError(f"X has {len(X)} samples: too few to hold out a validation part")
+        perm = np.asarray(jax.random.permutation(split_key, len(X)))
+        return X, X[perm[n_val:]], (X[perm[:n_val]] if n_val else None), perm
+
+    def _set_training_scores(self, X, x_train, perm, train_scores=None):
+        """PyOD's attributes ``decision_scores_`` and ``labels_``: the scores and labels of the
+        training data ``X``, in its order (``perm`` from ``_split``). ``train_scores``: the
+        scores of ``x_train`` when already computed."""
+        model = self.model_
+        n_val = len(X) - len(x_train)  # rows held out from X (0: none, or validation_data given)
+        if train_scores is None:
+            calibrated_on_train = model.calibration == "training"
+            train_scores = model.calibration_scores if calibrated_on_train else self._score(x_train)["score"]
+        if perm is None:
+            scores = np.asarray(train_scores, np.float64)
         else:
-            scores = model.calibration_scores if x_val is None else self._score(X)["score"]
-        self.decision_scores_ = np.asarray(scores, np.float64)
-        self.labels_ = (self.decision_scores_ > self.threshold_).astype(np.int64)
+            scores = np.empty(len(X), np.float64)
+            scores[perm[n_val:]] = train_scores
+            scores[perm[:n_val]] = model.calibration_scores[:n_val]
+        self.decision_scores_ = scores
+        self.labels_ = (scores > self.threshold_).astype(np.int64)
         return self
 
     def _validate(self, X, *, reset: bool) -> np.ndarray:

@@ -15,6 +15,7 @@ from jax_anomaly.config import TrainConfig, matmul_precision, replace, to_dict
 from jax_anomaly.detectors import Detector, Fitted, get_detector
 from jax_anomaly.detectors.stack import FittedStack, fit_stack_detector, score_stack
 from jax_anomaly.environment import versions
+from jax_anomaly.sharding import pad_rows
 from jax_anomaly.training import Progress
 from jax_anomaly.training.stacked import stack_trees
 
@@ -108,11 +109,7 @@ def fit_calibrated(
     """
     if not isinstance(n_models, int | np.integer) or n_models < 1:
         raise ValueError(f"n_models must be an integer >= 1, got {n_models!r}")
-    if not spec.fittable:
-        raise ValueError(
-            f"threshold '{spec}' needs test scores or labels; a fitted model takes one of "
-            f"{', '.join(k + ':...' for k in thresholds.FITTABLE)}"
-        )
+    _check_fittable(spec)
     fit_key, _, score_key = seed_keys(seed)
     x_in, val_in = detector.to_input(x_train), None if x_val is None else detector.to_input(x_val)
     with matmul_precision(precision):
@@ -144,6 +141,69 @@ def fit_calibrated(
     )
 
 
+def _check_fittable(spec: thresholds.ThresholdSpec) -> None:
+    if not spec.fittable:
+        raise ValueError(
+            f"threshold '{spec}' needs test scores or labels; a fitted model takes one of "
+            f"{', '.join(k + ':...' for k in thresholds.FITTABLE)}"
+        )
+
+
+def fit_sweep(
+    detector: Detector,
+    configs: list,
+    trains: list[TrainConfig],
+    x_train: np.ndarray,
+    x_val: np.ndarray | None,
+    *,
+    spec: thresholds.ThresholdSpec,
+    seeds: list[int],
+    precision: str | None = None,
+    devices: int | None = None,
+    progress: bool = False,
+    group: int | None = None,
+) -> tuple[FittedStack, list[Calibrated]]:
+    """K models of ``detector``, model k with ``configs[k]``, ``trains[k]`` and ``seeds[k]``,
+    trained as one program on the same data; each with its own threshold from its own scores
+    of ``x_val`` (or ``x_train``). Model k ends as ``fit_calibrated`` would fit it alone
+    (``detectors.stack``: float settings and ``TrainConfig``'s rates may differ, sizes not).
+
+    Returns:
+      ``(stack, calibrated)``: the stack, and one ``Calibrated`` per model (its ``fitted`` is
+      the stack's model k alone).
+    """
+    _check_fittable(spec)
+    keys = [seed_keys(s) for s in seeds]
+    x_in, val_in = detector.to_input(x_train), None if x_val is None else detector.to_input(x_val)
+    calibration = x_train if x_val is None else x_val
+    with matmul_precision(precision):
+        stack = fit_stack_detector(
+            detector, configs, trains, x_in, val_in, keys=[k[0] for k in keys], group=group, progress=progress
+        )
+        t0 = time.perf_counter()
+        scores = raw_scores(
+            detector,
+            stack,
+            detector.to_input(calibration),
+            key=[k[2] for k in keys],
+            devices=devices,
+            progress=progress,
+        )["score"]
+        seconds = time.perf_counter() - t0
+    models = [
+        Calibrated(
+            fitted=stack.model(k),
+            spec=spec,
+            threshold=thresholds.select_threshold(spec, val_scores=scores[k]),
+            calibration_scores=np.asarray(scores[k], np.float64),
+            calibration="training" if x_val is None else "validation",
+            calibration_seconds=seconds / stack.n_models,
+        )
+        for k in range(stack.n_models)
+    ]
+    return stack, models
+
+
 def score_details(
     detector: Detector,
     fitted: Fitted | FittedStack,
@@ -167,19 +227,39 @@ def score_details(
         return _score(detector, fitted, x, seed_keys(seed)[2], devices, bar, standardise)
 
 
-def _score(detector: Detector, fitted, x, key, devices, bar: Progress, standardise) -> dict:
-    progress = bar if bar.enabled else False
+# Rows are scored in calls of a multiple of this many (copies of the first row pad them): a
+# row then gets the same score bits alone as in a batch of up to a few hundred rows (XLA's
+# CPU matrix-vector path for 1 row rounds differently from its matrix-matrix path; measured).
+SCORE_ROWS = 64
+
+
+def raw_scores(detector: Detector, fitted, x_in, *, key, devices=None, progress=False) -> dict:
+    """The sample scorer's outputs for rows ``x_in`` (the detector's input range) of one model
+    (N, ...) or of a stack (K, N, ...), scored in calls of a multiple of ``SCORE_ROWS`` rows.
+    ``key``: a stack takes one key or K (``score_stack``)."""
+    n, x_in = len(x_in), pad_rows(x_in, SCORE_ROWS)
     if isinstance(fitted, FittedStack):
-        out = score_stack(detector, fitted, detector.to_input(x), key=key, devices=devices, progress=progress)
+        out = score_stack(detector, fitted, x_in, key=key, devices=devices, progress=progress)
+        return {k: v[:, :n] for k, v in out.items()}
+    out = detector.score_checked(fitted, x_in, key=key, devices=devices, progress=progress)
+    return {k: v[:n] for k, v in out.items()}
+
+
+def _score(detector: Detector, fitted, x, key, devices, bar: Progress, standardise) -> dict:
+    out = raw_scores(
+        detector,
+        fitted,
+        detector.to_input(x),
+        key=key,
+        devices=devices,
+        progress=bar if bar.enabled else False,
+    )
+    if isinstance(fitted, FittedStack):
         model_scores = out.pop("score")
         out = {k: v.mean(axis=0) for k, v in out.items()}
         out["model_scores"] = model_scores
         out["score"] = (
             model_scores.mean(axis=0) if standardise is None else combine(model_scores, standardise)
-        )
-    else:
-        out = detector.score_checked(
-            fitted, detector.to_input(x), key=key, devices=devices, progress=progress
         )
     if "reconstruction" in out:
         out["reconstruction"] = detector.from_input(out["reconstruction"])

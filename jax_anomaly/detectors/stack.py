@@ -73,7 +73,7 @@ def stack_hyper(configs: Sequence[Any]) -> dict[str, tuple[float, ...]]:
     """The config fields that differ between ``configs``, one value per model.
 
     Raises:
-      ValueError: configs of other types, or a differing field that is not a number (sizes,
+      ValueError: configs of other types, or a differing field that is not a float (sizes,
         architectures and other settings that change the program cannot share one).
     """
     first = configs[0]
@@ -84,10 +84,12 @@ def stack_hyper(configs: Sequence[Any]) -> dict[str, tuple[float, ...]]:
         values = [getattr(c, f.name) for c in configs]
         if all(v == values[0] for v in values):
             continue
-        if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values):
+        numeric = all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values)
+        if not numeric or f.type not in (float, "float"):
             raise ValueError(
-                f"'{f.name}' differs between the models ({values}) but is not a number: only numeric "
-                "settings (loss weights, rates) can vary on the model axis; train the others apart"
+                f"'{f.name}' differs between the models ({values}) but is not a float setting: only "
+                "loss weights, rates and other float settings can vary on the model axis; sizes and "
+                "other settings that change the program need separate fits"
             )
         hyper[f.name] = tuple(float(v) for v in values)
     return hyper
@@ -237,9 +239,18 @@ def _merge(detector: Detector, results: list[StackResult]) -> StackResult:
 
 
 @functools.lru_cache(maxsize=32)
-def stack_scorer(make_sample_scorer, cfg, hyper_names: tuple[str, ...], n_features: int, chunk: int, mesh):
+def stack_scorer(
+    make_sample_scorer,
+    cfg,
+    hyper_names: tuple[str, ...],
+    n_features: int,
+    chunk: int,
+    mesh,
+    per_model_inputs: bool = False,
+):
     """``(params_and_hyper, x, *extra) -> dict of (N, K, ...)``: the per-sample scorer vmapped
-    over the models (inner) and over chunks of ``chunk`` rows (``lax.map``), sharded by rows."""
+    over the models (inner) and over chunks of ``chunk`` rows (``lax.map``), sharded by rows.
+    With ``per_model_inputs`` each ``extra`` row holds one entry per model (N, K, ...)."""
 
     def one(params, hyper, *row):
         values = dict(zip(hyper_names, hyper, strict=True))
@@ -247,7 +258,8 @@ def stack_scorer(make_sample_scorer, cfg, hyper_names: tuple[str, ...], n_featur
 
     def local(packed, *xs):
         params, hyper = packed
-        models = jax.vmap(one, in_axes=(0, 0, *(None,) * len(xs)))
+        extra_axis = 0 if per_model_inputs else None
+        models = jax.vmap(one, in_axes=(0, 0, None, *(extra_axis,) * (len(xs) - 1)))
         return jax.lax.map(lambda row: models(params, hyper, *row), xs, batch_size=chunk)
 
     return shard_samples(local, mesh)
@@ -258,21 +270,40 @@ def score_stack(
 ) -> dict[str, np.ndarray]:
     """Every model's scores of every row of ``x`` (the detector's input range) in one call.
 
+    Args:
+      key: the PRNG key of a detector's random draws (VAE samples, AnoGAN's starting latents):
+        one key shared by the models, or a list of K keys, model k then drawing exactly what
+        it would draw alone with ``keys[k]``.
+
     Returns:
       the sample scorer's dict with a leading model axis: ``score`` (K, N), ...
     """
     x = check_features(x, stack.n_features)
-    extra = ()
+    extra, per_model = (), isinstance(key, list | tuple)
     if detector.score_inputs is not None:
         if key is None:
             raise ValueError(f"detector '{detector.name}' needs a PRNG key to score (its random draws)")
-        extra = detector.score_inputs(stack.configs[0], x, key)
+        if per_model:
+            if len(key) != stack.n_models:
+                raise ValueError(f"{len(key)} scoring keys for {stack.n_models} models")
+            draws = [detector.score_inputs(c, x, kk) for c, kk in zip(stack.configs, key, strict=True)]
+            extra = tuple(np.stack([np.asarray(d[i]) for d in draws], axis=1) for i in range(len(draws[0])))
+        else:
+            extra = detector.score_inputs(stack.configs[0], x, key)
     mesh = make_mesh(devices)
     names = tuple(stack.hyper)
     hyper = tuple(jnp.asarray(stack.hyper[n], jnp.float32) for n in names)
     per_device = -(-len(x) // mesh.devices.size)
     chunk = max(1, min(detector.score_chunk(stack.configs[0], per_device) // stack.n_models, per_device))
-    scorer = stack_scorer(detector.make_sample_scorer, stack.configs[0], names, stack.n_features, chunk, mesh)
+    scorer = stack_scorer(
+        detector.make_sample_scorer,
+        stack.configs[0],
+        names,
+        stack.n_features,
+        chunk,
+        mesh,
+        per_model and bool(extra),
+    )
     bar = (
         progress
         if isinstance(progress, Progress)

@@ -11,7 +11,7 @@ import pytest
 from jax_anomaly.config import TrainConfig, replace
 from jax_anomaly.detectors import get_detector
 from jax_anomaly.detectors.stack import fit_stack_detector, score_stack, stack_hyper
-from jax_anomaly.training.stacked import default_group
+from jax_anomaly.training.stacked import default_group, stack_trees
 
 # Tolerances of the equivalence (measured 3e-8..2e-7 on CPU with float32 matmuls).
 PARAM_TOL, SCORE_RTOL = 1e-6, 1e-5
@@ -107,10 +107,12 @@ def test_hyperparameters_on_the_model_axis():
     alone = det.fit(cfgs[1], trains[1], x, key=keys(3)[1], progress=False)
     assert max_diff(alone.params, stack.model(1).params) < PARAM_TOL
 
-    with pytest.raises(ValueError, match="'likelihood' differs .* not a number"):
+    with pytest.raises(ValueError, match="'likelihood' differs .* not a float setting"):
         stack_hyper([base, replace(base, likelihood="bernoulli")])
-    with pytest.raises(ValueError, match="other shapes"):
+    with pytest.raises(ValueError, match="'latent' differs .* not a float setting"):
         fit_stack_detector(det, [base, replace(base, latent=3)], TRAIN, x, keys=keys(), progress=False)
+    with pytest.raises(ValueError, match="other shapes"):
+        stack_trees([{"w": np.zeros((2, 3))}, {"w": np.zeros((2, 4))}])
     with pytest.raises(ValueError, match="TrainConfig.batch_size differs"):
         fit_stack_detector(
             det, [base] * 2, [TRAIN, dataclasses.replace(TRAIN, batch_size=8)], x, keys=keys(), progress=False
