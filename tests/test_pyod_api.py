@@ -44,6 +44,9 @@ def test_training_scores_labels_and_fit_predict(fitted):
     np.testing.assert_array_equal(fitted.labels_, (fitted.decision_scores_ > fitted.threshold_).astype(int))
     refit = ja.AutoEncoder(preset="tiny", epochs=5, batch_size=32, contamination=0.1)
     np.testing.assert_array_equal(refit.fit_predict(x), fitted.labels_)
+    # nothing held out: the threshold comes from the training scores, still in X's order
+    whole = ja.AutoEncoder(preset="tiny", epochs=2, batch_size=32, validation_fraction=0).fit(x)
+    np.testing.assert_allclose(whole.decision_scores_, whole.decision_function(x), rtol=1e-6)
 
 
 def test_predict_proba_linear_and_unify_follow_pyod(fitted):
