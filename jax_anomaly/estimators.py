@@ -32,7 +32,7 @@ from scipy.stats import binom
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from jax_anomaly import fitting, thresholds
+from jax_anomaly import fitting, serving, thresholds
 from jax_anomaly.config import TrainConfig, field_docs
 from jax_anomaly.detectors import check_features, get_detector, registry
 from jax_anomaly.detectors.base import check_float32_range
@@ -337,6 +337,30 @@ class AnomalyDetector(BaseEstimator):
             settings=settings,
             scaler=scaler,
             decision_scores=self.decision_scores_.tolist(),
+        )
+
+    def export(self, path, *, scaler=None, platforms: tuple[str, ...] = serving.PLATFORMS) -> Path:
+        """Writes the fitted scoring function for serving to the folder ``path``: a serialized
+        StableHLO module (``jax.export``, any batch size, lowered for ``platforms``) that maps
+        raw rows (N, D) to ``decision_function``'s scores, and ``manifest.json`` with the input
+        shape, threshold and versions. ``scaler``: a fitted per-feature affine scikit-learn
+        scaler (MinMaxScaler, StandardScaler, ...) folded in, so the module takes unscaled
+        data. Calling it needs only ``jax`` (``jax_anomaly.serving``'s docstring shows how).
+
+        Raises:
+          ValueError: not fitted, or a scaler that is not a per-feature affine map.
+        """
+        self._check_fitted()
+        return serving.export_scorer(
+            path,
+            get_detector(self.name),
+            self.fitted_,
+            key=fitting.seed_keys(self.seed)[2],
+            threshold=self.threshold_,
+            standardise=self.model_.standardise,
+            scaler=scaler,
+            platforms=platforms,
+            info={"threshold_spec": str(self.model_.spec), "estimator": type(self).__name__},
         )
 
 

@@ -7,6 +7,7 @@ import dataclasses
 import functools
 import importlib
 import importlib.util
+import math
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -427,19 +429,20 @@ def check_fit_data(x_train, x_val=None) -> tuple[np.ndarray, np.ndarray | None]:
     return x_train, check_features(x_val, x_train.shape[1], what="validation data")
 
 
-def sample_keys(key, x: np.ndarray):
+def sample_keys(key, x):
     """One PRNG key per row of ``x``: ``key`` folded with a 32-bit hash of the row's bytes.
 
     Random draws made with these keys (AnoGAN's initial latents, Monte-Carlo samples) make a
     sample's score a function of the sample alone: the same row gets the same draw in any
-    batch, at any position.
+    batch, at any position. Traceable (``x`` may be a traced array of symbolic batch size:
+    the exported scorers compute it in their graph).
     """
-    rows = (
-        np.ascontiguousarray(np.asarray(x, np.float32)).reshape(len(x), -1).view(np.uint32).astype(np.uint64)
-    )
-    weights = np.random.default_rng(0x5EED).integers(1, 2**32, size=rows.shape[1], dtype=np.uint64) | 1
-    hashes = ((rows * weights) % 2**32).sum(axis=1) % 2**32  # no overflow: < 2**64 per term
-    return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, hashes.astype(np.uint32))
+    x = jnp.asarray(x, jnp.float32)
+    d = math.prod(x.shape[1:])
+    rows = jax.lax.bitcast_convert_type(x.reshape((x.shape[0], d)), jnp.uint32)
+    weights = np.random.default_rng(0x5EED).integers(1, 2**32, size=d, dtype=np.uint64) | 1
+    hashes = jnp.sum(rows * jnp.asarray(weights.astype(np.uint32)), axis=1, dtype=jnp.uint32)  # mod 2**32
+    return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, hashes)
 
 
 def per_sample_normal(key, x: np.ndarray, shape: tuple[int, ...]) -> jax.Array:
