@@ -187,6 +187,17 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--out", default="comparison.html", help="comparison page of several runs (default: %(default)s)"
     )
+    launch = sub.add_parser(
+        "launch",
+        help="run a command in N local processes joined by jax.distributed (multi-host, on one machine)",
+        description="Starts N processes of a run/demo command on this machine, each with the "
+        "coordinator flags (--distributed --coordinator localhost:PORT --num-processes N --process-id i), "
+        "forwards their output prefixed [i], and stops them all when one fails. "
+        "Example: jax-anomaly launch --processes 2 -- run --detector ae --dataset digits --out runs/two",
+    )
+    launch.add_argument("--processes", type=int, default=2, help="number of processes (default: %(default)s)")
+    launch.add_argument("--port", type=int, help="coordinator port on localhost (default: a free one)")
+    launch.add_argument("command_args", nargs=argparse.REMAINDER, metavar="-- COMMAND ...")
     add_bench_parser(sub)
     return parser
 
@@ -277,6 +288,10 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "distributed", False) and getattr(args, "which", None) != "scaling":
         use_cpu_cores_as_devices()  # one CPU device per core for scoring (GPUs unaffected)
     try:
+        if args.command == "launch":
+            from jax_anomaly.launch import launch
+
+            return launch(args.processes, args.command_args, port=args.port)
         if args.command == "bench":
             run_bench(args)
             return 0

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 
 from jax_anomaly import fitting, pages, thresholds
@@ -128,7 +129,10 @@ def run(cfg: RunConfig, data: OneClassData | None = None) -> dict:
         "versions": versions(),
         "started": datetime.datetime.now().isoformat(timespec="seconds"),
     }
-    if out:
+    # Several processes (jax.distributed): each runs the whole run; process 0 alone writes the
+    # run folder and checkpoints, which every process reads on --resume.
+    writer = jax.process_index() == 0
+    if out and writer:
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "config.json", base)  # written first: a crashed run still says what it was
 
@@ -226,7 +230,7 @@ def run(cfg: RunConfig, data: OneClassData | None = None) -> dict:
             "score_seconds": score_seconds,
         },
     }
-    if out:
+    if out and writer:
         _write_run_folder(out, cfg, data, model, train, test_out, summary)
     return summary
 
@@ -264,8 +268,6 @@ def _write_run_folder(out: Path, cfg: RunConfig, data, model, train, test_out, s
             plotting.plot_roc(plots / "roc.png", data.y_test, scores)
         detector = get_detector(cfg.detector)
         if detector.extra_plots is not None:
-            import jax
-
             first = (
                 fitted.model(0) if isinstance(fitted, FittedStack) else fitted
             )  # an ensemble: its first model

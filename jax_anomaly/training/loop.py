@@ -255,9 +255,10 @@ def fit_loop(
             "best_epoch": best_epoch,
             "stopped_early": stopped_early,
         }
-        persistence.save_checkpoint(
-            checkpoint, state=state, meta=meta, best_state=best_state if patience is not None else None
-        )
+        if jax.process_index() == 0:  # one writer; every process reads it on resume
+            persistence.save_checkpoint(
+                checkpoint, state=state, meta=meta, best_state=best_state if patience is not None else None
+            )
 
     bar = progress if isinstance(progress, Progress) else Progress(epochs, "train", enabled=progress)
     train_seconds = 0.0

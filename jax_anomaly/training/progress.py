@@ -59,9 +59,11 @@ class Progress:
         return "  ".join(parts)
 
     def update(self, k: int, metrics: dict | None = None) -> None:
-        """Reports ``k`` units done (cumulative)."""
+        """Reports ``k`` units done (cumulative; more than ``total``, e.g. padded rows, counts
+        as ``total``)."""
         if not self.enabled:
             return
+        k = min(k, self.total)
         if self._first is None and k > 0:  # the rate starts after the first unit (compiles)
             self._first = (k, time.perf_counter())
         step = max(1, self.total // 10)

@@ -1,0 +1,187 @@
+"""Two real processes on localhost joined by ``jax.distributed`` (CPU collectives), started
+by ``jax-anomaly launch``: data-parallel training over the two processes ends with the
+parameters of one process training over two devices (the same split of every batch; the
+all-reduce differs only in summation order: tolerance 1e-5), the gathered scores match,
+only process 0 writes the run folder, and a failing process stops the launch."""
+
+import csv
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+import jax_anomaly as ja
+from jax_anomaly.launch import check_command, launch
+
+RUN = [
+    "run",
+    "--detector",
+    "ae",
+    "--dataset",
+    "digits",
+    "--preset",
+    "tiny",
+    "--epochs",
+    "3",
+    "--batch-size",
+    "32",
+]
+RUN += ["--no-plots", "--quiet", "--seed", "1"]
+TOL = 1e-5
+TIMEOUT_S = 300
+
+
+def scores(folder):
+    with open(folder / "scores.csv") as f:
+        return np.array([float(r["score"]) for r in csv.DictReader(f)])
+
+
+@pytest.fixture(scope="module")
+def two_and_one(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("multiprocess")
+    log = io.StringIO()
+    code = launch(2, ["--", *RUN, "--out", str(tmp / "two")], out=log)
+    assert code == 0, log.getvalue()[-3000:]
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    done = subprocess.run(
+        [sys.executable, "-m", "jax_anomaly.cli", *RUN, "--devices", "2", "--out", str(tmp / "one")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return tmp / "two", tmp / "one", log.getvalue()
+
+
+def test_two_processes_train_and_score_as_one_process_on_two_devices(two_and_one):
+    two, one, log = two_and_one
+    assert "[0] " in log and "[1] " in log and "AUROC" in log
+    a, b = ja.load(two / "model"), ja.load(one / "model")
+    diffs = jax.tree.map(
+        lambda x, y: float(np.max(np.abs(np.asarray(x) - np.asarray(y)))), a.fitted_.params, b.fitted_.params
+    )
+    assert max(jax.tree.leaves(diffs)) < TOL
+    np.testing.assert_allclose(scores(two), scores(one), rtol=TOL, atol=1e-6)
+    assert a.threshold_ == pytest.approx(b.threshold_, rel=TOL)
+
+
+def test_only_process_zero_writes_the_run_folder(two_and_one, tmp_path):
+    two, _, log = two_and_one
+    assert (two / "metrics.json").exists() and (two / "model" / "manifest.json").exists()
+    assert log.count("run folder:") == 2  # both processes finish and print the summary
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the processes in /proc")
+def test_a_process_killed_mid_run_stops_the_launch(tmp_path):
+    """Process 1 is killed while training; process 0, then blocked in a collective, is stopped
+    and the launcher exits with process 1's code and one message."""
+    marker = str(tmp_path / "killed")
+    long_run = [*RUN, "--epochs", "100000", "--out", marker]
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "jax_anomaly.cli", "launch", "--processes", "2", "--", *long_run],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    children = []
+    for _ in range(600):  # until both children train (their progress reaches the launcher)
+        children = _pids(marker)
+        if len(children) == 2 and (tmp_path / "killed" / "config.json").exists():
+            break
+        time.sleep(0.1)
+    time.sleep(3.0)
+    victim = next(pid for pid, cmd in children if cmd.endswith("--process-id 1"))
+    os.kill(victim, signal.SIGKILL)
+    _, err = launcher.communicate(timeout=60)
+    assert launcher.returncode != 0
+    assert "process 1 of 2 exited with code -9" in err
+    assert _pids(marker) == []  # process 0 stopped too
+
+
+RESUMABLE = ["run", "--dataset", "synthetic", "--preset", "tiny", "--batch-size", "32", "--epochs", "100"]
+RESUMABLE += ["--checkpoint-every", "10", "--quiet", "--no-plots", "--seed", "3"]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the processes in /proc")
+def test_killed_multi_process_run_resumes_to_the_uninterrupted_parameters(tmp_path):
+    """Process 1 is killed after a checkpoint; the launch stops; the same launch with
+    --resume (both processes read process 0's checkpoint) ends where a run that was never
+    interrupted ends (one process over two devices: bit-equal above)."""
+    killed = tmp_path / "killed"
+    launcher = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "jax_anomaly.cli",
+            "launch",
+            "--processes",
+            "2",
+            "--",
+            *RESUMABLE,
+            "--out",
+            str(killed),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + TIMEOUT_S
+    while not (killed / "checkpoint.msgpack").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    victim = next(pid for pid, cmd in _pids(str(killed)) if cmd.endswith("--process-id 1"))
+    os.kill(victim, signal.SIGKILL)
+    launcher.communicate(timeout=60)
+    assert launcher.returncode != 0 and not (killed / "metrics.json").exists(), "finished before the kill"
+    log = io.StringIO()
+    assert launch(2, [*RESUMABLE, "--out", str(killed), "--resume"], out=log) == 0, log.getvalue()[-3000:]
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    ref = tmp_path / "uninterrupted"
+    done = subprocess.run(
+        [sys.executable, "-m", "jax_anomaly.cli", *RESUMABLE, "--devices", "2", "--out", str(ref)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    a, b = ja.load(killed / "model"), ja.load(ref / "model")
+    diffs = jax.tree.map(
+        lambda x, y: float(np.max(np.abs(np.asarray(x) - np.asarray(y)))), a.fitted_.params, b.fitted_.params
+    )
+    assert max(jax.tree.leaves(diffs)) < TOL
+
+
+def _pids(marker: str) -> list[tuple[int, str]]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    cmd = f.read().replace(b"\0", b" ").decode().strip()
+            except OSError:
+                continue
+            if marker in cmd and "--process-id" in cmd:
+                found.append((int(entry), cmd))
+    return found
+
+
+@pytest.mark.parametrize(
+    "argv,match",
+    [
+        ([], "needs a command"),
+        (["bench"], "needs a command"),
+        (["run", "--process-id", "0"], "sets --process-id itself"),
+    ],
+)
+def test_launch_rejects_bad_commands(argv, match):
+    with pytest.raises(ValueError, match=match):
+        check_command(argv, 2)
+    with pytest.raises(ValueError, match="processes must be"):
+        check_command(["run"], 0)
