@@ -7,8 +7,9 @@ the per-sample function over its own rows in chunks (``shard_map`` + ``lax.map``
 chunk size still bounds memory per device.
 
 One device is the 1-sized mesh: the same code path. Across hosts, call
-``jax.distributed.initialize()`` first (``--distributed`` in the CLI); every process then
-holds the whole (small) data set, which is replicated, and the mesh spans all devices.
+``jax.distributed.initialize()`` first (``--distributed`` in the CLI, ``jax-anomaly launch``
+for local processes); every process then holds the whole (small) data set, which is
+replicated, and the mesh spans all devices of all processes.
 """
 
 from __future__ import annotations
