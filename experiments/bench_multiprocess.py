@@ -50,12 +50,16 @@ def main(argv=None) -> dict:
                 raise SystemExit(f"{n} processes failed:\n{log.getvalue()[-3000:]}")
             summary = json.loads((folder / "metrics.json").read_text())
             t = summary["timings"]
-            steps = summary["training"]["epochs_run"] * math.ceil(summary["data"]["n_train"] / args.batch_size)
+            steps = summary["training"]["epochs_run"] * math.ceil(
+                summary["data"]["n_train"] / args.batch_size
+            )
             params = ja.load(folder / "model").fitted_.params
             reference = reference if reference is not None else params
             diff = max(
                 jax.tree.leaves(
-                    jax.tree.map(lambda a, b: float(np.max(np.abs(np.asarray(a) - np.asarray(b)))), params, reference)
+                    jax.tree.map(
+                        lambda a, b: float(np.max(np.abs(np.asarray(a) - np.asarray(b)))), params, reference
+                    )
                 )
             )
             row = {

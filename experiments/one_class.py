@@ -95,6 +95,10 @@ def parse_args(argv=None):
         args.ensemble = parse_classes(args.ensemble) if args.ensemble else None
     except ValueError as e:
         p.error(str(e))
+    if args.ensemble and (args.separate or args.runs):
+        p.error(
+            "--separate/--runs train one model per class: run them once per seed (--seed S), not --ensemble"
+        )
     return args
 
 

@@ -110,3 +110,11 @@ def image_score(name: str, x: jax.Array, recon: jax.Array, side: int) -> tuple[j
     else:
         raise ValueError(f"unknown image score '{name}'; expected one of {IMAGE_SCORES}")
     return jnp.mean(amap), amap.reshape(-1)
+
+
+def symmetric_image_score(name: str, x: jax.Array, recon: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``image_score`` of images in [-1, 1] (the GAN detectors' input range): computed on
+    the [0, 1] images and multiplied by 4, so ``mse`` equals the mean squared residual in
+    [-1, 1] that the GAN detectors' default scores use."""
+    score, amap = image_score(name, (x + 1.0) / 2.0, (recon + 1.0) / 2.0, square_side(x.shape[-1], name))
+    return 4.0 * score, 4.0 * amap

@@ -1,6 +1,8 @@
 """Image scores beyond pixel MSE: structure on hand-made images, maps, and the detectors'
 ``score`` option."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -65,6 +67,33 @@ def test_detectors_score_with_any_image_score_and_return_maps(name, extra, digit
     np.testing.assert_allclose(
         out["score"] if name != "aae" else out["recon_error"], out["map"].mean(1), rtol=1e-4
     )
+
+
+@pytest.mark.parametrize("name", ["fanogan", "anogan"])
+def test_gan_detectors_score_the_residual_with_an_image_score(name, digits):
+    """Same trained GAN (and encoder), scored with the default and with image scores: 'mse'
+    is the default's mean squared residual on the [-1, 1] scale; 'mean3' has a map of the
+    image's shape whose mean is the residual part of the score."""
+    det = get_detector(name)
+    cfg = det.config("tiny")
+    x = det.to_input(digits.x_train)
+    fitted = det.fit(cfg, TrainConfig(epochs=2, batch_size=32), x, key=jax.random.key(0), progress=False)
+    x_test = det.to_input(digits.x_test[:12])
+
+    def score(**override):
+        f = dataclasses.replace(fitted, config=dataclasses.replace(cfg, **override))
+        return det.score(f, x_test, key=jax.random.key(1))
+
+    default, mse, mean3 = score(), score(score="mse"), score(score="mean3")
+    if name == "fanogan":  # mse reproduces the default exactly
+        np.testing.assert_allclose(mse["score"], default["score"], rtol=1e-5)
+    else:  # the tutorial search loss's residual is the same mean squared residual
+        np.testing.assert_allclose(mse["residual"], default["residual"], rtol=1e-5)
+    assert mean3["map"].shape == (12, 64) and "map" not in default
+    np.testing.assert_allclose(mean3["residual"], mean3["map"].mean(1), rtol=1e-5)
+    assert not np.allclose(mean3["score"], default["score"])
+    with pytest.raises(ValueError, match="unknown score"):
+        det.config("tiny", score="median")
 
 
 def test_the_default_score_is_the_protocols_pick_on_28x28_images_and_the_loss_elsewhere():

@@ -48,28 +48,36 @@ def two_and_one(tmp_path_factory):
     log = io.StringIO()
     code = launch(2, ["--", *RUN, "--out", str(tmp / "two")], out=log)
     assert code == 0, log.getvalue()[-3000:]
+    one_process_two_devices(RUN, tmp / "one")
+    return tmp / "two", tmp / "one", log.getvalue()
+
+
+def one_process_two_devices(argv, out):
+    """The reference: ``argv`` in one process over two virtual CPU devices."""
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
     done = subprocess.run(
-        [sys.executable, "-m", "jax_anomaly.cli", *RUN, "--devices", "2", "--out", str(tmp / "one")],
+        [sys.executable, "-m", "jax_anomaly.cli", *argv, "--devices", "2", "--out", str(out)],
         env=env,
         capture_output=True,
         text=True,
         timeout=TIMEOUT_S,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    return tmp / "two", tmp / "one", log.getvalue()
+
+
+def max_param_diff(a_folder, b_folder) -> float:
+    a, b = ja.load(a_folder).fitted_.params, ja.load(b_folder).fitted_.params
+    return max(
+        jax.tree.leaves(jax.tree.map(lambda x, y: float(np.max(np.abs(np.asarray(x) - np.asarray(y)))), a, b))
+    )
 
 
 def test_two_processes_train_and_score_as_one_process_on_two_devices(two_and_one):
     two, one, log = two_and_one
     assert "[0] " in log and "[1] " in log and "AUROC" in log
-    a, b = ja.load(two / "model"), ja.load(one / "model")
-    diffs = jax.tree.map(
-        lambda x, y: float(np.max(np.abs(np.asarray(x) - np.asarray(y)))), a.fitted_.params, b.fitted_.params
-    )
-    assert max(jax.tree.leaves(diffs)) < TOL
+    assert max_param_diff(two / "model", one / "model") < TOL
     np.testing.assert_allclose(scores(two), scores(one), rtol=TOL, atol=1e-6)
-    assert a.threshold_ == pytest.approx(b.threshold_, rel=TOL)
+    assert ja.load(two / "model").threshold_ == pytest.approx(ja.load(one / "model").threshold_, rel=TOL)
 
 
 def test_only_process_zero_writes_the_run_folder(two_and_one, tmp_path):
@@ -141,21 +149,8 @@ def test_killed_multi_process_run_resumes_to_the_uninterrupted_parameters(tmp_pa
     assert launcher.returncode != 0 and not (killed / "metrics.json").exists(), "finished before the kill"
     log = io.StringIO()
     assert launch(2, [*RESUMABLE, "--out", str(killed), "--resume"], out=log) == 0, log.getvalue()[-3000:]
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    ref = tmp_path / "uninterrupted"
-    done = subprocess.run(
-        [sys.executable, "-m", "jax_anomaly.cli", *RESUMABLE, "--devices", "2", "--out", str(ref)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    a, b = ja.load(killed / "model"), ja.load(ref / "model")
-    diffs = jax.tree.map(
-        lambda x, y: float(np.max(np.abs(np.asarray(x) - np.asarray(y)))), a.fitted_.params, b.fitted_.params
-    )
-    assert max(jax.tree.leaves(diffs)) < TOL
+    one_process_two_devices(RESUMABLE, tmp_path / "uninterrupted")
+    assert max_param_diff(killed / "model", tmp_path / "uninterrupted" / "model") < TOL
 
 
 def _pids(marker: str) -> list[tuple[int, str]]:

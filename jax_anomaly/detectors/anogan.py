@@ -17,6 +17,7 @@ import optax
 
 from jax_anomaly.detectors import gan
 from jax_anomaly.detectors.base import Detector, per_sample_normal, register
+from jax_anomaly.image_scores import check_score, symmetric_image_score
 from jax_anomaly.training.losses import bce
 
 ANOGAN_LOSSES = ("tutorial", "paper")
@@ -38,6 +39,10 @@ class AnoGANConfig(gan.GANConfig):
         (lets a larger first step converge in fewer iterations).
       search_init: number of random initial latents per sample; the one with the lowest
         loss starts the descent (costs one forward pass each, no gradients).
+      score: loss (the search loss at the found latent, default) or an image score of the
+        residual G(z*) - x in its place: (1-λ)·score + λ·discrimination; mse, mean3, mean5,
+        gauss3, gauss5, pyramid, ssim; square images only (jax_anomaly.image_scores). The
+        search itself is unchanged.
     """
 
     search_steps: int = 500
@@ -47,6 +52,7 @@ class AnoGANConfig(gan.GANConfig):
     score_batch: int | None = None
     search_schedule: str = "constant"
     search_init: int = 1
+    score: str = "loss"
 
     def __post_init__(self):
         super().__post_init__()
@@ -64,6 +70,7 @@ class AnoGANConfig(gan.GANConfig):
             raise ValueError(f"search_schedule must be 'constant' or 'cosine', got '{self.search_schedule}'")
         if self.search_init < 1:
             raise ValueError(f"search_init must be >= 1, got {self.search_init}")
+        check_score(self.score)
 
 
 PRESETS = {
@@ -132,7 +139,11 @@ def search_one(cfg: AnoGANConfig, models: gan.GANModels, params, x, z0) -> dict:
 
     (z, _), _ = jax.lax.scan(body, (z0, opt.init(z0)), None, length=cfg.search_steps)
     loss, (residual, disc, gz) = loss_fn(z)
-    return {"score": loss, "residual": residual, "discrimination": disc, "z": z, "reconstruction": gz}
+    out = {"score": loss, "residual": residual, "discrimination": disc, "z": z, "reconstruction": gz}
+    if cfg.score != "loss":
+        residual, amap = symmetric_image_score(cfg.score, x, gz)
+        out |= {"score": (1.0 - cfg.lam) * residual + cfg.lam * disc, "residual": residual, "map": amap}
+    return out
 
 
 def auto_score_batch(n: int, cap: int | None = None) -> int:

@@ -22,6 +22,7 @@ from flax.training import train_state
 from jax_anomaly.config import TrainConfig
 from jax_anomaly.detectors import anogan, gan
 from jax_anomaly.detectors.base import Detector, Fitted, Phase, adam, register
+from jax_anomaly.image_scores import check_score, symmetric_image_score
 from jax_anomaly.models import encoder_decoder
 from jax_anomaly.training import masked_mean
 
@@ -36,12 +37,17 @@ class FAnoGANConfig(gan.GANConfig):
         generator's layers reversed); arch conv uses channels instead.
       encoder_epochs: epochs of the encoder phase (None: the training epochs).
       score_batch: samples per vmapped scoring chunk.
+      score: the residual part of the score: loss (the izi_f loss's mean squared residual,
+        default) or an image score of the residual G(E(x)) - x: mse, mean3, mean5, gauss3,
+        gauss5, pyramid, ssim; square images only (jax_anomaly.image_scores). Training is
+        unchanged.
     """
 
     kappa: float = 1.0
     encoder_hidden: tuple[int, ...] | None = None
     encoder_epochs: int | None = None
     score_batch: int = 4096
+    score: str = "loss"
 
     def __post_init__(self):
         super().__post_init__()
@@ -55,6 +61,7 @@ class FAnoGANConfig(gan.GANConfig):
             raise ValueError(f"encoder_epochs must be >= 1, got {self.encoder_epochs}")
         if self.score_batch < 1:
             raise ValueError(f"score_batch must be >= 1, got {self.score_batch}")
+        check_score(self.score)
 
 
 # AnoGAN's GANs (its search-only presets left out).
@@ -108,6 +115,21 @@ def izi_f(cfg: FAnoGANConfig, n_features: int):
         }
 
     return loss
+
+
+def make_sample_scorer(cfg: FAnoGANConfig, n_features: int):
+    """``one(params, x) -> dict`` for one sample: izi_f's parts; with an image ``score`` the
+    residual part is that score of G(E(x)) - x (``map``: its per-pixel map)."""
+    loss_of = izi_f(cfg, n_features)
+    if cfg.score == "loss":
+        return loss_of
+
+    def one(params, x):
+        out = loss_of(params, x)
+        residual, amap = symmetric_image_score(cfg.score, x, out["reconstruction"])
+        return {**out, "score": residual + cfg.kappa * out["feature"], "residual": residual, "map": amap}
+
+    return one
 
 
 def make_encoder_step(cfg: FAnoGANConfig, train: TrainConfig, n_features: int):
@@ -166,7 +188,7 @@ DETECTOR = register(
                 ),
             ),
         ),
-        make_sample_scorer=izi_f,
+        make_sample_scorer=make_sample_scorer,
         dataset_presets=anogan.DETECTOR.dataset_presets,
         default_preset=anogan.DETECTOR.default_preset,
         input_range="symmetric",
