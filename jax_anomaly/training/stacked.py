@@ -12,6 +12,7 @@ permutations, step keys and epoch count), up to float reassociation of the batch
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -37,16 +38,22 @@ from jax_anomaly.training.loop import (
 from jax_anomaly.training.progress import Progress
 
 # Models vmapped together per backend when ``group`` is None (experiments/bench_stacked.py,
-# docs/benchmarks.md): on a 2-core CPU, 8 dense AEs (784-128-64-12-3, batch 128) ran at
-# 84,500 samples/s in groups of 2, 79,000 in groups of 4, 74,000 all 8 vmapped at once and
-# 77,000 trained one after another; the stacked step loses cache once the models' parameters,
-# moments and activations no longer fit, so a CPU takes small groups; a GPU the whole stack.
-DEFAULT_GROUP = {"cpu": 2}
+# docs/benchmarks.md): the stacked step loses cache once the models' parameters, moments and
+# activations no longer fit, so a CPU takes small groups, a GPU the whole stack. Dense AEs
+# (784-128-64-12-3, batch 128, 6,000 samples): on a 2-core Intel Xeon (AVX-512) groups of 4
+# ran 106,000 samples/s at K = 16 and 108,800 at K = 64, groups of 2 93,600 / 99,100, all
+# vmapped 100,900 / 80,700, one fit after another 94,800; on a 2-core AMD EPYC (K = 8) groups
+# of 2 84,500, of 4 79,200, all 73,700, one after another 77,400.
+DEFAULT_GROUP = {"cpu": 4}
 
 
 def default_group(n_models: int, backend: str | None = None) -> int:
-    """Models vmapped together for ``n_models`` on ``backend`` (None: the default backend)."""
-    return max(1, min(n_models, DEFAULT_GROUP.get(backend or jax.default_backend(), n_models)))
+    """Models vmapped together for ``n_models`` (per device) on ``backend`` (None: the default
+    backend): the divisor of ``n_models`` nearest (in ratio) to the backend's group size, so
+    no group is padded with wasted copies (5 models: one group of 5, not two of 4)."""
+    target = DEFAULT_GROUP.get(backend or jax.default_backend(), n_models)
+    divisors = [d for d in range(1, n_models + 1) if n_models % d == 0]
+    return min(divisors, key=lambda d: (abs(math.log(d / target)), d))
 
 
 def stack_trees(trees: Sequence[Any], what: str = "model") -> Any:
@@ -251,9 +258,25 @@ def fit_stack(
     def padded(tree):
         return jax.tree.map(lambda a: a[pad], tree)
 
-    def local(state, x, vx, vmask, keys, hyper, idx, mask, live):
+    n_pad = tuple(data.n[i] for i in pad)
+    b_pad = tuple(batch[i] for i in pad)
+    # Steps every model takes in every epoch: they need no per-step select (a stopped model
+    # steps along and is restored at the end of the epoch); the rest (models of fewer rows
+    # than the largest) are taken live or skipped step by step. The select over the whole
+    # state cost 21 % (AE) to 32 % (GAN) of a step (docs/benchmarks.md).
+    common = min(steps_per_epoch(nk, bk, drop) for nk, bk in zip(n_pad, b_pad, strict=True))
+
+    def local(state, x, vx, vmask, keys, hyper, idx, mask, live, active):
         """The models of one device, in groups of ``group`` run one after another."""
-        per_model = {"state": state, "keys": keys, "hyper": hyper, "idx": idx, "mask": mask, "live": live}
+        per_model = {
+            "state": state,
+            "keys": keys,
+            "hyper": hyper,
+            "idx": idx,
+            "mask": mask,
+            "live": live,
+            "active": active,
+        }
         if not data.shared:
             per_model["x"] = x
         if val is not None and not val.shared:
@@ -263,7 +286,7 @@ def fit_stack(
             swap = lambda a: jnp.swapaxes(a, 0, 1)  # noqa: E731
             xg = g.get("x", x)
 
-            def body(state, inputs):
+            def body(state, inputs, per_step_select):
                 i, rows, row_mask, row_live = inputs
                 if data.shared:
                     batch_ = jnp.take(xg, rows, axis=0)
@@ -273,11 +296,23 @@ def fit_stack(
                 new, metrics = jax.vmap(lambda h, s, b, m, k: make_step(h)(s, b, m, k))(
                     g["hyper"], state, batch_, row_mask, step_keys
                 )
-                return select(row_live, new, state), metrics
+                return (select(row_live, new, state) if per_step_select else new), metrics
 
             steps = jnp.arange(g["idx"].shape[1])
             inputs = (steps, swap(g["idx"]), swap(g["mask"]), swap(g["live"]))
-            state, metrics = jax.lax.scan(body, g["state"], inputs, unroll=train.unroll)
+            head, tail = (
+                jax.tree.map(lambda a, part=part: a[part], inputs)
+                for part in (slice(None, common), slice(common, None))
+            )
+            state, metrics = jax.lax.scan(
+                functools.partial(body, per_step_select=False), g["state"], head, unroll=train.unroll
+            )
+            if common < len(steps):
+                state, more = jax.lax.scan(
+                    functools.partial(body, per_step_select=True), state, tail, unroll=train.unroll
+                )
+                metrics = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), metrics, more)
+            state = select(g["active"], state, g["state"])
             weights = g["mask"].sum(-1) * g["live"]  # (G, S): real rows of live steps
             total = jnp.maximum(weights.sum(-1), 1.0)
             metrics = jax.tree.map(lambda m: (swap(m) * weights).sum(-1) / total, metrics)
@@ -299,15 +334,12 @@ def fit_stack(
         ungroup = lambda a: a.reshape(-1, *a.shape[2:])  # noqa: E731
         return jax.tree.map(ungroup, state), jax.tree.map(ungroup, metrics)
 
-    n_pad = tuple(data.n[i] for i in pad)
-    b_pad = tuple(batch[i] for i in pad)
-
     def epoch(state, x, vx, vmask, keys, hyper, e, active):
         ekeys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, e)
         perm_keys, step_keys = jax.vmap(lambda k: tuple(jax.random.split(k)))(ekeys)  # as fit_loop
         idx, mask, live = _rows_per_model(perm_keys, n_pad, b_pad, drop, shape)
         live = live & active[:, None]
-        args = (state, x, vx, vmask, step_keys, hyper, idx, mask, live)
+        args = (state, x, vx, vmask, step_keys, hyper, idx, mask, live, active)
         if devices == 1:
             return local(*args)
         models = P(AXIS)
@@ -316,7 +348,7 @@ def fit_stack(
             P() if data.shared else models,
             P() if val is None or val.shared else models,
             P() if val is None or val.shared else models,
-            *(models,) * 5,
+            *(models,) * 6,
         )
         return jax.shard_map(local, mesh=mesh, in_specs=specs, out_specs=models, check_vma=False)(*args)
 

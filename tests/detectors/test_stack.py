@@ -163,7 +163,8 @@ def test_bad_stacks_raise():
         fit_stack_detector(
             det, [cfg] * 2, TRAIN, [data(10), np.full((4, 12), np.nan)], keys=keys(), progress=False
         )
-    assert default_group(8, "cpu") == 2 and default_group(8, "gpu") == 8 and default_group(1, "cpu") == 1
+    assert default_group(8, "cpu") == 4 and default_group(8, "gpu") == 8 and default_group(1, "cpu") == 1
+    assert default_group(5, "cpu") == 5 and default_group(50, "cpu") == 5 and default_group(6, "cpu") == 3
 
 
 def test_ensemble_estimator_and_run(tmp_path):
