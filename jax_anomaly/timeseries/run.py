@@ -10,6 +10,7 @@ import os
 import time
 from pathlib import Path
 
+import jax
 import numpy as np
 
 from jax_anomaly import pages
@@ -72,7 +73,7 @@ def run_series(cfg, series: Series | None = None) -> dict:
         )
     if cfg.train.resume or cfg.train.checkpoint_every:
         raise ValueError("--resume and --checkpoint-every are not supported for time series runs yet")
-    out = Path(cfg.out) if cfg.out else None
+    out = Path(cfg.out) if cfg.out and jax.process_index() == 0 else None  # one writer (runner.run)
     base = {
         "kind": "series",
         "detector": cfg.detector,
