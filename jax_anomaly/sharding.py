@@ -77,6 +77,31 @@ def use_cpu_cores_as_devices(cores: int | None = None) -> int | None:
     return int(cores)
 
 
+def place(tree, sharding: NamedSharding):
+    """``jax.device_put(tree, sharding)``, also where ``sharding`` spans several processes:
+    every process holds the same host values (``tree``) and puts its own devices' parts
+    (typed PRNG keys through their raw data)."""
+    if jax.process_count() == 1:
+        return jax.device_put(tree, sharding)
+
+    def one(a):
+        if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+            impl = jax.random.key_impl(a)
+            return jax.random.wrap_key_data(one(jax.random.key_data(a)), impl=impl)
+        host = np.asarray(a)
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+    return jax.tree.map(one, tree)
+
+
+def gather(tree):
+    """``tree``'s arrays whole on every process (a collective with several processes: all of
+    them call it); with one process, unchanged."""
+    if jax.process_count() == 1:
+        return tree
+    return multihost_utils.process_allgather(tree, tiled=True)
+
+
 def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 

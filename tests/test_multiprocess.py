@@ -2,7 +2,8 @@
 by ``jax-anomaly launch``: data-parallel training over the two processes ends with the
 parameters of one process training over two devices (the same split of every batch; the
 all-reduce differs only in summation order: tolerance 1e-5), the gathered scores match,
-only process 0 writes the run folder, and a failing process stops the launch."""
+only process 0 writes the run folder, an ensemble's model axis splits over the processes,
+resumes end where uninterrupted runs end, and a failing process stops the launch."""
 
 import csv
 import io
@@ -78,6 +79,18 @@ def test_two_processes_train_and_score_as_one_process_on_two_devices(two_and_one
     assert max_param_diff(two / "model", one / "model") < TOL
     np.testing.assert_allclose(scores(two), scores(one), rtol=TOL, atol=1e-6)
     assert ja.load(two / "model").threshold_ == pytest.approx(ja.load(one / "model").threshold_, rel=TOL)
+
+
+def test_an_ensemble_splits_its_model_axis_over_two_processes(tmp_path):
+    """--ensemble 4 over 2 processes: each process trains its own 2 models (no all-reduce), the
+    stack is gathered; it equals one process whose 2 devices hold 2 models each."""
+    ensemble = [*RUN, "--ensemble", "4"]
+    log = io.StringIO()
+    assert launch(2, [*ensemble, "--out", str(tmp_path / "two")], out=log) == 0, log.getvalue()[-3000:]
+    one_process_two_devices(ensemble, tmp_path / "one")
+    assert ja.load(tmp_path / "two" / "model").n_models == 4
+    assert max_param_diff(tmp_path / "two" / "model", tmp_path / "one" / "model") < TOL
+    np.testing.assert_allclose(scores(tmp_path / "two"), scores(tmp_path / "one"), rtol=TOL, atol=1e-6)
 
 
 def test_only_process_zero_writes_the_run_folder(two_and_one, tmp_path):

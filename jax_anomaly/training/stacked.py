@@ -26,7 +26,7 @@ from jax.sharding import PartitionSpec as P
 
 from jax_anomaly import persistence
 from jax_anomaly.config import TrainConfig
-from jax_anomaly.sharding import AXIS, make_mesh, padded_size, replicated, train_devices
+from jax_anomaly.sharding import AXIS, gather, make_mesh, padded_size, place, replicated, train_devices
 from jax_anomaly.training.loop import (
     FitResult,
     auto_epochs,
@@ -366,7 +366,7 @@ def fit_stack(
             np.float32
         )
     model_axis = NamedSharding(mesh, P(AXIS))
-    put = lambda tree, shared: jax.device_put(tree, replicated(mesh) if shared else model_axis)  # noqa: E731
+    put = lambda tree, shared: place(tree, replicated(mesh) if shared else model_axis)  # noqa: E731
     state_pad = put(padded(state), False)
     x_dev = put(x_dev, data.shared)
     vx, vmask = put(vx, val is None or val.shared), put(vmask, val is None or val.shared)
@@ -411,7 +411,7 @@ def fit_stack(
     )
     compile_seconds = time.perf_counter() - t0
 
-    def save(epoch_done: int) -> None:
+    def save(epoch_done: int, whole_state, whole_best) -> None:
         meta = {
             "epoch": epoch_done,
             "settings": settings,
@@ -423,9 +423,9 @@ def fit_stack(
         }
         persistence.save_checkpoint(
             train.checkpoint,
-            state=state_pad,
+            state=whole_state,
             meta=meta,
-            best_state=best_state if train.patience is not None else None,
+            best_state=whole_best,
         )
 
     total_epochs = max(epochs)
@@ -448,7 +448,9 @@ def fit_stack(
         new_state, metrics = compiled(
             state_pad, x_dev, vx, vmask, keys_pad, hyper_pad, jnp.int32(e), put(active_pad, False)
         )
-        metrics = {k: np.asarray(v, np.float64)[:n_models] for k, v in jax.device_get(metrics).items()}
+        metrics = {
+            k: np.asarray(v, np.float64)[:n_models] for k, v in jax.device_get(gather(metrics)).items()
+        }
         seconds = time.perf_counter() - t
         train_seconds += seconds
         bad, improved = np.zeros(k_pad, bool), np.zeros(k_pad, bool)
@@ -475,9 +477,10 @@ def fit_stack(
         shown = {name: float(np.mean(v[live])) for name, v in metrics.items()} if live else {}
         bar.update(e, {**shown, "models": len(live)})
         last = e == total_epochs or not training(e + 1).any()
-        if train.checkpoint is not None and jax.process_index() == 0:
-            if e % (train.checkpoint_every or 1) == 0 or last:
-                save(e)
+        if train.checkpoint is not None and (e % (train.checkpoint_every or 1) == 0 or last):
+            whole = gather((state_pad, best_state if train.patience is not None else None))  # all processes
+            if jax.process_index() == 0:
+                save(e, *whole)
     bar.close()
     final = best_state if train.patience is not None else state_pad
     results = [
@@ -490,5 +493,5 @@ def fit_stack(
         )
         for k in range(n_models)
     ]
-    out = jax.tree.map(lambda a: a[:n_models], final)
+    out = jax.tree.map(lambda a: a[:n_models], gather(final))
     return out, StackResult(results, diverged, compile_seconds, train_seconds, group, devices)
