@@ -110,9 +110,18 @@ def _read(path: Path, what: str) -> bytes:
 # ---- training checkpoints (one file, replaced atomically) -------------------------------
 
 
+def is_writer() -> bool:
+    """Whether this process writes files (run folders, checkpoints): process 0 of a
+    multi-process run (``jax.distributed``), whose files every process reads back."""
+    return jax.process_index() == 0
+
+
 def save_checkpoint(path: str | os.PathLike, *, state, meta: dict, best_state=None) -> None:
     """Writes a training checkpoint: the train state (parameters and optimiser state), the
-    best state so far (early stopping) and ``meta`` (epoch, history, loop settings)."""
+    best state so far (early stopping) and ``meta`` (epoch, history, loop settings). Only the
+    writer process (``is_writer``) writes; the others return."""
+    if not is_writer():
+        return
     payload = {
         "format": CHECKPOINT_FORMAT,
         "meta": json.dumps(meta),

@@ -24,7 +24,7 @@ from jax_anomaly.data.series import is_series
 from jax_anomaly.detectors import check_features, check_fit_data, get_detector
 from jax_anomaly.detectors.stack import FittedStack
 from jax_anomaly.environment import versions
-from jax_anomaly.persistence import write_json
+from jax_anomaly.persistence import is_writer, write_json
 from jax_anomaly.sharding import use_cpu_cores_as_devices
 
 CHECKPOINT_FILE = "checkpoint.msgpack"
@@ -131,7 +131,7 @@ def run(cfg: RunConfig, data: OneClassData | None = None) -> dict:
     }
     # Several processes (jax.distributed): each runs the whole run; process 0 alone writes the
     # run folder and checkpoints, which every process reads on --resume.
-    writer = jax.process_index() == 0
+    writer = is_writer()
     if out and writer:
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "config.json", base)  # written first: a crashed run still says what it was

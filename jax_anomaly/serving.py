@@ -26,7 +26,7 @@ import numpy as np
 from jax_anomaly.config import to_dict
 from jax_anomaly.detectors import Detector, Fitted
 from jax_anomaly.detectors.base import FLOAT32_MAX
-from jax_anomaly.detectors.stack import FittedStack, with_values
+from jax_anomaly.detectors.stack import FittedStack, hyper_sample_scorer
 from jax_anomaly.environment import versions
 
 MODULE, MANIFEST = "scorer.stablehlo", "manifest.json"
@@ -67,35 +67,28 @@ def scoring_function(detector: Detector, fitted: Fitted | FittedStack, *, key, s
     scaler's ``(a, b)`` applied first; ``standardise``: an ensemble's ``(mean, std)``."""
     n_features = fitted.n_features
 
-    def per_model(cfg):
-        sample = detector.make_sample_scorer(cfg, n_features)
-        return lambda params, x, *extra: jax.vmap(sample, in_axes=(None, 0, *(0,) * len(extra)))(
-            params, x, *extra
-        )
-
     def fn(x):
         if affine is not None:
             x = x * jnp.asarray(affine[0], jnp.float32) + jnp.asarray(affine[1], jnp.float32)
-        x = 2.0 * x - 1.0 if detector.input_range == "symmetric" else x
+        x = detector.to_input(x)
         if isinstance(fitted, FittedStack):
             cfg = fitted.configs[0]
             extra = detector.score_inputs(cfg, x, key) if detector.score_inputs else ()
             names = tuple(fitted.hyper)
             hyper = tuple(jnp.asarray(fitted.hyper[n], jnp.float32) for n in names)
-
-            def one(params, h):
-                return per_model(with_values(cfg, dict(zip(names, h, strict=True))))(params, x, *extra)[
-                    "score"
-                ]
-
-            scores = jax.vmap(one)(fitted.params, hyper)
+            one = hyper_sample_scorer(detector.make_sample_scorer, cfg, names, n_features)
+            per_row = jax.vmap(one, in_axes=(None, None, 0, *(0,) * len(extra)))
+            scores = jax.vmap(per_row, in_axes=(0, 0, None, *(None,) * len(extra)))(
+                fitted.params, hyper, x, *extra
+            )["score"]
             if standardise is not None:
                 mean, std = (jnp.asarray(a, jnp.float32)[:, None] for a in standardise)
                 scores = (scores - mean) / std
             score = scores.mean(axis=0)
         else:
             extra = detector.score_inputs(fitted.config, x, key) if detector.score_inputs else ()
-            score = per_model(fitted.config)(fitted.params, x, *extra)["score"]
+            one = detector.make_sample_scorer(fitted.config, n_features)
+            score = jax.vmap(one, in_axes=(None, 0, *(0,) * len(extra)))(fitted.params, x, *extra)["score"]
         return jnp.nan_to_num(score, nan=FLOAT32_MAX, posinf=FLOAT32_MAX, neginf=-FLOAT32_MAX)
 
     return fn

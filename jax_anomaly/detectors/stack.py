@@ -238,6 +238,17 @@ def _merge(detector: Detector, results: list[StackResult]) -> StackResult:
 # ---- scoring ------------------------------------------------------------------------------
 
 
+def hyper_sample_scorer(make_sample_scorer, cfg, hyper_names: tuple[str, ...], n_features: int):
+    """``one(params, hyper, *row) -> dict``: the per-sample scorer of the model whose float
+    settings ``hyper_names`` take the (traced) values ``hyper``; vmapped over a stack's models."""
+
+    def one(params, hyper, *row):
+        values = dict(zip(hyper_names, hyper, strict=True))
+        return make_sample_scorer(with_values(cfg, values), n_features)(params, *row)
+
+    return one
+
+
 @functools.lru_cache(maxsize=32)
 def stack_scorer(
     make_sample_scorer,
@@ -251,10 +262,7 @@ def stack_scorer(
     """``(params_and_hyper, x, *extra) -> dict of (N, K, ...)``: the per-sample scorer vmapped
     over the models (inner) and over chunks of ``chunk`` rows (``lax.map``), sharded by rows.
     With ``per_model_inputs`` each ``extra`` row holds one entry per model (N, K, ...)."""
-
-    def one(params, hyper, *row):
-        values = dict(zip(hyper_names, hyper, strict=True))
-        return make_sample_scorer(with_values(cfg, values), n_features)(params, *row)
+    one = hyper_sample_scorer(make_sample_scorer, cfg, hyper_names, n_features)
 
     def local(packed, *xs):
         params, hyper = packed

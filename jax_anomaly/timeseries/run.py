@@ -10,14 +10,13 @@ import os
 import time
 from pathlib import Path
 
-import jax
 import numpy as np
 
 from jax_anomaly import pages
 from jax_anomaly.config import to_dict
 from jax_anomaly.data.series import Series, label_events, load_series
 from jax_anomaly.environment import versions
-from jax_anomaly.persistence import write_json
+from jax_anomaly.persistence import is_writer, write_json
 from jax_anomaly.timeseries.detect import SeriesModel, fit_series, score_series
 from jax_anomaly.timeseries.metrics import series_metrics
 
@@ -73,7 +72,7 @@ def run_series(cfg, series: Series | None = None) -> dict:
         )
     if cfg.train.resume or cfg.train.checkpoint_every:
         raise ValueError("--resume and --checkpoint-every are not supported for time series runs yet")
-    out = Path(cfg.out) if cfg.out and jax.process_index() == 0 else None  # one writer (runner.run)
+    out = Path(cfg.out) if cfg.out and is_writer() else None  # one writer (runner.run)
     base = {
         "kind": "series",
         "detector": cfg.detector,

@@ -255,10 +255,9 @@ def fit_loop(
             "best_epoch": best_epoch,
             "stopped_early": stopped_early,
         }
-        if jax.process_index() == 0:  # one writer; every process reads it on resume
-            persistence.save_checkpoint(
-                checkpoint, state=state, meta=meta, best_state=best_state if patience is not None else None
-            )
+        persistence.save_checkpoint(
+            checkpoint, state=state, meta=meta, best_state=best_state if patience is not None else None
+        )
 
     bar = progress if isinstance(progress, Progress) else Progress(epochs, "train", enabled=progress)
     train_seconds = 0.0
@@ -289,7 +288,7 @@ def fit_loop(
         elif patience is not None and epoch - best_epoch >= patience:
             stopped_early = True
         due = epoch % checkpoint_every == 0 or epoch == epochs or stopped_early
-        if checkpoint is not None and due and jax.process_index() == 0:  # one writer across hosts
+        if checkpoint is not None and due:  # persistence writes on one process only
             save(epoch)
     bar.close()
     if patience is not None:

@@ -41,9 +41,10 @@ from jax_anomaly.training.progress import Progress
 # docs/benchmarks.md): the stacked step loses cache once the models' parameters, moments and
 # activations no longer fit, so a CPU takes small groups, a GPU the whole stack. Dense AEs
 # (784-128-64-12-3, batch 128, 6,000 samples): on a 2-core Intel Xeon (AVX-512) groups of 4
-# ran 106,000 samples/s at K = 16 and 108,800 at K = 64, groups of 2 93,600 / 99,100, all
-# vmapped 100,900 / 80,700, one fit after another 94,800; on a 2-core AMD EPYC (K = 8) groups
-# of 2 84,500, of 4 79,200, all 73,700, one after another 77,400.
+# ran 118,500 samples/s at K = 16 and 123,200 at K = 64, groups of 2 112,200 / 114,900, all
+# vmapped 110,800 / 92,800, one fit after another 90,500 (the MLP GAN: groups of 4 19,300 /
+# 19,000, one fit after another 18,100); on a 2-core AMD EPYC (K = 8, before the per-step
+# select was dropped) groups of 2 84,500, of 4 79,200, all 73,700, one after another 77,400.
 DEFAULT_GROUP = {"cpu": 4}
 
 
@@ -478,9 +479,7 @@ def fit_stack(
         bar.update(e, {**shown, "models": len(live)})
         last = e == total_epochs or not training(e + 1).any()
         if train.checkpoint is not None and (e % (train.checkpoint_every or 1) == 0 or last):
-            whole = gather((state_pad, best_state if train.patience is not None else None))  # all processes
-            if jax.process_index() == 0:
-                save(e, *whole)
+            save(e, *gather((state_pad, best_state if train.patience is not None else None)))  # all processes
     bar.close()
     final = best_state if train.patience is not None else state_pad
     results = [
