@@ -339,16 +339,22 @@ class AnomalyDetector(BaseEstimator):
             decision_scores=self.decision_scores_.tolist(),
         )
 
-    def export(self, path, *, scaler=None, platforms: tuple[str, ...] = serving.PLATFORMS) -> Path:
+    def export(
+        self, path, *, scaler=None, platforms: tuple[str, ...] = serving.PLATFORMS, format: str = "stablehlo"
+    ) -> Path:
         """Writes the fitted scoring function for serving to the folder ``path``: a serialized
         StableHLO module (``jax.export``, any batch size, lowered for ``platforms``) that maps
         raw rows (N, D) to ``decision_function``'s scores, and ``manifest.json`` with the input
         shape, threshold and versions. ``scaler``: a fitted per-feature affine scikit-learn
         scaler (MinMaxScaler, StandardScaler, ...) folded in, so the module takes unscaled
         data. Calling it needs only ``jax`` (``jax_anomaly.serving``'s docstring shows how).
+        ``format="onnx"``: an ONNX model (``scorer.onnx``, dynamic batch axis) for onnxruntime
+        instead, for the detectors that draw no random numbers when scoring (AE, AAE,
+        f-AnoGAN and their ensembles); needs the ``onnx`` extra.
 
         Raises:
-          ValueError: not fitted, or a scaler that is not a per-feature affine map.
+          ValueError: not fitted, a scaler that is not a per-feature affine map, or an ONNX
+            export that cannot be made (see ``serving.export_scorer``).
         """
         self._check_fitted()
         return serving.export_scorer(
@@ -361,6 +367,7 @@ class AnomalyDetector(BaseEstimator):
             scaler=scaler,
             platforms=platforms,
             info={"threshold_spec": str(self.model_.spec), "estimator": type(self).__name__},
+            format=format,
         )
 
 

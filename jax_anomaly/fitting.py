@@ -15,7 +15,7 @@ from jax_anomaly.config import TrainConfig, matmul_precision, replace, to_dict
 from jax_anomaly.detectors import Detector, Fitted, get_detector
 from jax_anomaly.detectors.stack import FittedStack, fit_stack_detector, score_stack
 from jax_anomaly.environment import versions
-from jax_anomaly.sharding import pad_rows
+from jax_anomaly.sharding import LOCAL, gather_shares, pad_rows
 from jax_anomaly.training import Progress
 from jax_anomaly.training.stacked import stack_trees
 
@@ -87,6 +87,7 @@ def fit_calibrated(
     progress: bool = False,
     n_models: int = 1,
     group: int | None = None,
+    total_rows: int | None = None,
 ) -> Calibrated:
     """Trains ``detector`` on ``x_train`` and sets the threshold ``spec`` from the scores of
     ``x_val`` (or of ``x_train`` when None).
@@ -106,15 +107,21 @@ def fit_calibrated(
         model k with the fit key of seed ``seed + k``, all on the same data; scored by
         ``combine``.
       group: models vmapped together in an ensemble (None: the backend's default).
+      total_rows: ``x_train`` holds only this process's ``sharding.process_share`` of that
+        many training rows (a multi-process run; one model).
     """
     if not isinstance(n_models, int | np.integer) or n_models < 1:
         raise ValueError(f"n_models must be an integer >= 1, got {n_models!r}")
+    if total_rows is not None and n_models > 1:
+        raise ValueError("an ensemble splits its models over the processes: each needs every training row")
     _check_fittable(spec)
     fit_key, _, score_key = seed_keys(seed)
     x_in, val_in = detector.to_input(x_train), None if x_val is None else detector.to_input(x_val)
     with matmul_precision(precision):
         if n_models == 1:
-            fitted = detector.fit_checked(cfg, train, x_in, val_in, key=fit_key, progress=progress)
+            fitted = detector.fit_checked(
+                cfg, train, x_in, val_in, key=fit_key, progress=progress, total_rows=total_rows
+            )
         else:
             keys = [seed_keys(int(seed) + k)[0] for k in range(n_models)]
             fitted = fit_stack_detector(
@@ -123,7 +130,12 @@ def fit_calibrated(
         t0 = time.perf_counter()
         calibration = x_train if x_val is None else x_val
         bar = Progress(len(calibration), "score held-out normals", unit="samples", enabled=progress)
-        out = _score(detector, fitted, calibration, score_key, devices, bar, standardise=None)
+        if x_val is None and total_rows is not None:  # each process scores its share
+            out = gather_shares(
+                _score(detector, fitted, calibration, score_key, LOCAL, bar, standardise=None)
+            )
+        else:
+            out = _score(detector, fitted, calibration, score_key, devices, bar, standardise=None)
         seconds = time.perf_counter() - t0
     standardise = None
     scores = out["score"]

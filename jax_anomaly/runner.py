@@ -25,7 +25,7 @@ from jax_anomaly.detectors import check_features, check_fit_data, get_detector
 from jax_anomaly.detectors.stack import FittedStack
 from jax_anomaly.environment import versions
 from jax_anomaly.persistence import is_writer, write_json
-from jax_anomaly.sharding import use_cpu_cores_as_devices
+from jax_anomaly.sharding import LOCAL, gather_shares, use_cpu_cores_as_devices
 
 CHECKPOINT_FILE = "checkpoint.msgpack"
 
@@ -81,8 +81,10 @@ class RunConfig:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
 
 
-def prepare_data(cfg: RunConfig) -> OneClassData:
-    """Loads the data set and applies the one-class protocol (seeded by ``cfg.seed``)."""
+def prepare_data(cfg: RunConfig, share: tuple[int, int] | None = None) -> OneClassData:
+    """Loads the data set and applies the one-class protocol (seeded by ``cfg.seed``).
+    ``share``: ``(process index, process count)``: keep only that process's share of the
+    training and test rows; IDX images are read for those rows only."""
     d = cfg.data
     ds = load_dataset(
         d.dataset,
@@ -92,8 +94,20 @@ def prepare_data(cfg: RunConfig) -> OneClassData:
         test_fraction=d.test_fraction,
         label_column=d.label_column,
         synthetic=d.synthetic,
+        lazy=share is not None,
     )
-    return one_class_split(ds, d.normal, val_fraction=d.val_fraction, seed=cfg.seed)
+    return one_class_split(ds, d.normal, val_fraction=d.val_fraction, seed=cfg.seed, share=share)
+
+
+def data_share(cfg: RunConfig, detector) -> tuple[int, int] | None:
+    """``(process index, count)`` when each process of a multi-process run reads only its
+    share of the rows: data-parallel training of one model whose state does not derive from
+    statistics of the whole training set. None (every process reads all rows) with one
+    process, for an ensemble (its models, split over the processes, each need all rows)
+    and for such detectors (the AAE's input standardisation)."""
+    if jax.process_count() == 1 or cfg.ensemble > 1 or any(p.prepare_state for p in detector.phases):
+        return None
+    return jax.process_index(), jax.process_count()
 
 
 def run(cfg: RunConfig, data: OneClassData | None = None) -> dict:
@@ -138,7 +152,7 @@ def run(cfg: RunConfig, data: OneClassData | None = None) -> dict:
 
     t0 = time.perf_counter()
     if data is None:
-        data = prepare_data(cfg)
+        data = prepare_data(cfg, data_share(cfg, detector))
     data_seconds = time.perf_counter() - t0
 
     if cfg.train.resume and not out:
@@ -161,6 +175,7 @@ def run(cfg: RunConfig, data: OneClassData | None = None) -> dict:
         devices=train.devices,
         progress=cfg.progress,
         n_models=cfg.ensemble,
+        total_rows=None if data.share is None else data.n_train,
     )
     fitted = model.fitted
 
@@ -172,10 +187,12 @@ def run(cfg: RunConfig, data: OneClassData | None = None) -> dict:
         x_test,
         seed=cfg.seed,
         precision=cfg.precision,
-        devices=train.devices,
+        devices=train.devices if data.share is None else LOCAL,  # a share: on this process's devices
         progress=cfg.progress,
         standardise=model.standardise,
     )
+    if data.share is not None:
+        test_out = gather_shares(test_out)  # every process's scores, in test order
     score_seconds = time.perf_counter() - t0 + model.calibration_seconds
     val_scores = model.calibration_scores if x_val is not None else None
     test_scores = test_out["score"]
@@ -207,9 +224,18 @@ def run(cfg: RunConfig, data: OneClassData | None = None) -> dict:
         "metrics": result,
         "compare_thresholds": compare,
         "data": {
-            "n_train": len(data.x_train),
+            "n_train": data.n_train,
+            # a multi-process run: the rows this (the writing) process read and held
+            "share": None
+            if data.share is None
+            else {
+                "process": data.share[0],
+                "of": data.share[1],
+                "train_rows": len(data.x_train),
+                "test_rows": len(data.x_test),
+            },
             "n_val": len(data.x_val),
-            "n_test": len(data.x_test),
+            "n_test": len(data.y_test),
             "n_test_anomalies": int(data.y_test.sum()),
             "n_features": data.n_features,
         },
@@ -224,7 +250,7 @@ def run(cfg: RunConfig, data: OneClassData | None = None) -> dict:
             "compile_seconds": fitted.result.compile_seconds,
             "train_seconds": fitted.result.train_seconds,
             "train_samples_per_second": len(history)
-            * len(data.x_train)
+            * data.n_train
             * cfg.ensemble
             / max(fitted.result.train_seconds, 1e-9),
             "score_seconds": score_seconds,
@@ -276,11 +302,12 @@ def _write_run_folder(out: Path, cfg: RunConfig, data, model, train, test_out, s
             plotting.plot_latent(plots / "latent.png", test_out["z"], data.y_test, data.test_classes)
         if "reconstruction" in test_out:
             rng = np.random.default_rng(cfg.seed)
+            held = data.y_test[: len(data.x_test)]  # the writer's share starts at row 0
             pick = np.concatenate(
                 [
                     rng.choice(
-                        np.flatnonzero(data.y_test == label),
-                        size=min(4, int((data.y_test == label).sum())),
+                        np.flatnonzero(held == label),
+                        size=min(4, int((held == label).sum())),
                         replace=False,
                     )
                     for label in (0, 1)

@@ -11,6 +11,17 @@ manifest. Loading and calling it needs only ``jax``, not this package:
 
 The batch size is symbolic (one module serves any N); the module is lowered for CPU and CUDA
 by default. ``load_exported`` here wraps the same calls.
+
+``format="onnx"`` writes the same function as an ONNX model instead (the ``onnx`` extra:
+jax2onnx converts it, onnxruntime runs it; a dynamic batch axis too)::
+
+    import onnxruntime as ort
+    session = ort.InferenceSession("exported/scorer.onnx")
+    scores = session.run(None, {session.get_inputs()[0].name: x.astype(np.float32)})[0]
+
+ONNX covers the detectors whose scorers draw no random numbers: the autoencoder, the AAE,
+f-AnoGAN and their ensembles. The VAE's Monte-Carlo draws and AnoGAN's random initial latents
+(PRNG keys in the graph) have no ONNX converter in jax2onnx 0.17: they export as StableHLO only.
 """
 
 from __future__ import annotations
@@ -29,9 +40,10 @@ from jax_anomaly.detectors.base import FLOAT32_MAX
 from jax_anomaly.detectors.stack import FittedStack, hyper_sample_scorer
 from jax_anomaly.environment import versions
 
-MODULE, MANIFEST = "scorer.stablehlo", "manifest.json"
+MODULE, ONNX_MODULE, MANIFEST = "scorer.stablehlo", "scorer.onnx", "manifest.json"
 PLATFORMS = ("cpu", "cuda")
-FORMAT = "jax.export StableHLO"
+FORMATS = {"stablehlo": "jax.export StableHLO", "onnx": "ONNX (jax2onnx)"}
+ONNX_OPSET = 23
 
 
 def affine_of(scaler, n_features: int) -> tuple[np.ndarray, np.ndarray]:
@@ -105,27 +117,44 @@ def export_scorer(
     scaler=None,
     platforms: tuple[str, ...] = PLATFORMS,
     info: dict | None = None,
+    format: str = "stablehlo",
 ) -> Path:
     """Writes ``path/scorer.stablehlo`` (the serialized ``jax.export`` module, batch size
-    symbolic) and ``path/manifest.json`` (input shape and dtype, threshold, detector,
-    config, scaler, platforms, versions; ``info``: more entries).
+    symbolic) or, with ``format="onnx"``, ``path/scorer.onnx`` (``onnx_model``), and
+    ``path/manifest.json`` (input shape and dtype, threshold, detector, config, scaler,
+    platforms, versions; ``info``: more entries).
 
     Raises:
-      ValueError: a scaler that does not fold (``affine_of``).
+      ValueError: a scaler that does not fold (``affine_of``); an unknown format; for ONNX,
+        the extra not installed or a scorer with random draws.
     """
+    if format not in FORMATS:
+        raise ValueError(f"unknown export format '{format}'; expected one of {sorted(FORMATS)}")
     affine = None if scaler is None else affine_of(scaler, fitted.n_features)
     fn = scoring_function(detector, fitted, key=key, standardise=standardise, affine=affine)
     (batch,) = jax.export.symbolic_shape("batch")
-    exported = jax.export.export(jax.jit(fn), platforms=platforms)(
-        jax.ShapeDtypeStruct((batch, fitted.n_features), jnp.float32)
-    )
+    spec = jax.ShapeDtypeStruct((batch, fitted.n_features), jnp.float32)
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    (path / MODULE).write_bytes(exported.serialize())
+    if format == "onnx":
+        if detector.score_inputs is not None:
+            raise ValueError(
+                f"detector '{detector.name}' draws random numbers when scoring (PRNG keys in the graph), "
+                "which jax2onnx cannot convert: export it as StableHLO (the default format)"
+            )
+        model = onnx_model(fn, spec)
+        path.mkdir(parents=True, exist_ok=True)
+        (path / ONNX_MODULE).write_bytes(model.SerializeToString())
+        module, targets, convention = ONNX_MODULE, ["onnxruntime"], None
+    else:
+        exported = jax.export.export(jax.jit(fn), platforms=platforms)(spec)
+        path.mkdir(parents=True, exist_ok=True)
+        (path / MODULE).write_bytes(exported.serialize())
+        module, targets = MODULE, list(exported.platforms)
+        convention = exported.calling_convention_version
     config = fitted.configs[0] if isinstance(fitted, FittedStack) else fitted.config
     manifest = {
-        "format": FORMAT,
-        "module": MODULE,
+        "format": FORMATS[format],
+        "module": module,
         "input": {"shape": [None, fitted.n_features], "dtype": "float32"},
         "output": {"shape": [None], "dtype": "float32", "meaning": "anomaly score, higher = more anomalous"},
         "threshold": float(threshold),
@@ -136,13 +165,32 @@ def export_scorer(
         "scaler": None
         if scaler is None
         else {"class": type(scaler).__name__, "scale": affine[0].tolist(), "offset": affine[1].tolist()},
-        "platforms": list(exported.platforms),
-        "calling_convention_version": exported.calling_convention_version,
+        "platforms": targets,
+        "calling_convention_version": convention,
         "exported_with": versions(),
         **(info or {}),
     }
     (path / MANIFEST).write_text(json.dumps(manifest, indent=2))
     return path
+
+
+def onnx_model(fn, spec: jax.ShapeDtypeStruct):
+    """``fn`` (``scoring_function``) as an ONNX ``ModelProto`` with ``spec``'s symbolic batch
+    axis. ``fn`` is traced to a jaxpr first, so jax2onnx sees plain lax primitives (its own
+    Flax layer converters have no vmap rule, and the per-sample scorers are vmapped), with
+    the same symbolic batch dimension in the trace and in the conversion.
+
+    Raises:
+      ValueError: jax2onnx is not installed (``pip install 'jax-anomaly[onnx]'``).
+    """
+    try:
+        from jax2onnx import to_onnx
+    except ImportError as e:
+        raise ValueError("ONNX export needs jax2onnx: pip install 'jax-anomaly[onnx]'") from e
+    from jax.extend.core import jaxpr_as_fun
+
+    graph = jaxpr_as_fun(jax.make_jaxpr(fn)(spec))
+    return to_onnx(lambda x: graph(x)[0], [spec], model_name="jax_anomaly_scorer", opset=ONNX_OPSET)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,7 +217,8 @@ class ExportedScorer:
 
 
 def load_exported(path) -> ExportedScorer:
-    """An exported scorer from the folder ``export_scorer`` wrote.
+    """An exported StableHLO scorer from the folder ``export_scorer`` wrote (an ONNX one is
+    loaded with onnxruntime: the module docstring shows how).
 
     Raises:
       ValueError: a missing or unreadable folder.
@@ -177,6 +226,8 @@ def load_exported(path) -> ExportedScorer:
     path = Path(path)
     try:
         manifest = json.loads((path / MANIFEST).read_text())
+        if manifest["module"] != MODULE:
+            raise ValueError(f"its module is {manifest['module']}: load an ONNX scorer with onnxruntime")
         exported = jax.export.deserialize(bytearray((path / manifest["module"]).read_bytes()))
     except (OSError, KeyError, ValueError) as e:
         raise ValueError(f"{path} is not an exported scorer folder: {e}") from None

@@ -6,10 +6,12 @@ along ``'data'`` and the compiler averages the gradients (``jit`` with shardings
 the per-sample function over its own rows in chunks (``shard_map`` + ``lax.map``), so the
 chunk size still bounds memory per device.
 
-One device is the 1-sized mesh: the same code path. Across hosts, call
-``jax.distributed.initialize()`` first (``--distributed`` in the CLI, ``jax-anomaly launch``
-for local processes); every process then holds the whole (small) data set, which is
-replicated, and the mesh spans all devices of all processes.
+One device is the 1-sized mesh: the same code path. With several devices, each device
+holds its own contiguous shard of the training rows (``device_shards``) and draws its part
+of every batch from it. Across hosts, call ``jax.distributed.initialize()`` first
+(``--distributed`` in the CLI, ``jax-anomaly launch`` for local processes); the mesh spans
+all devices of all processes, and a run gives each process only its share of the training
+and test rows (``process_share``); scores are gathered once at the end (``gather_shares``).
 """
 
 from __future__ import annotations
@@ -24,16 +26,24 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from jax_anomaly.data.one_class import row_share
+
 AXIS = "data"
 
 
+LOCAL = "local"  # ``devices=LOCAL``: this process's own devices (it scores its own share)
+
+
 @functools.lru_cache(maxsize=8)
-def make_mesh(devices: int | None = None) -> Mesh:
-    """A 1-d mesh ``('data',)`` over the first ``devices`` visible devices (None: all).
+def make_mesh(devices: int | str | None = None) -> Mesh:
+    """A 1-d mesh ``('data',)`` over the first ``devices`` visible devices (None: all; ``LOCAL``:
+    this process's devices, for work on rows only this process holds).
 
     Raises:
       ValueError: ``devices`` < 1 or more than are visible.
     """
+    if devices == LOCAL:
+        return Mesh(np.asarray(jax.local_devices()), (AXIS,))
     available = jax.devices()
     n = len(available) if devices is None else int(devices)
     if not 1 <= n <= len(available):
@@ -102,6 +112,79 @@ def gather(tree):
     return multihost_utils.process_allgather(tree, tiled=True)
 
 
+def process_share(n: int, index: int | None = None, count: int | None = None) -> slice:
+    """The rows of ``n`` that process ``index`` of ``count`` holds (default: this process of
+    ``jax.process_count()``): ``data.one_class.row_share``, the one rule of who holds what.
+    The loaders read these rows, the training loop places them on the process's devices,
+    and scores come back in this order (``gather_shares``)."""
+    index = jax.process_index() if index is None else index
+    return row_share(n, index, jax.process_count() if count is None else count)
+
+
+def device_shards(n: int, mesh: Mesh) -> list[tuple[int, int]]:
+    """``(start, count)`` of the training rows each device of ``mesh`` holds, in mesh order:
+    each process's ``process_share`` of ``n`` split into contiguous runs of
+    ``ceil(share / its devices)`` rows over its devices. With one process this is ``n`` split
+    over the devices; with one device per process, the process shares themselves."""
+    devices = list(mesh.devices.flat)
+    processes = sorted({d.process_index for d in devices})
+    shards = {}
+    for rank, p in enumerate(processes):
+        share = process_share(n, rank, len(processes))
+        mine = [d for d in devices if d.process_index == p]
+        size = -(-(share.stop - share.start) // len(mine))
+        for i, d in enumerate(mine):
+            start = min(share.start + i * size, share.stop)
+            shards[d.id] = (start, min(start + size, share.stop) - start)
+    return [shards[d.id] for d in devices]
+
+
+def place_shards(tree, n: int, mesh: Mesh, local: bool):
+    """``tree``'s arrays (rows first) as global arrays of ``len(mesh) * s`` rows split over
+    ``mesh``: device d's block holds its ``device_shards`` rows, padded to ``s`` (the largest
+    shard) with zeros. ``local``: ``tree`` holds only this process's ``process_share`` of the
+    ``n`` rows; else all of them. Returns ``(arrays, counts)``, counts the real rows per device."""
+    shards = device_shards(n, mesh)
+    size = max(1, max(c for _, c in shards))
+    processes = sorted({d.process_index for d in mesh.devices.flat})
+    offset = process_share(n, processes.index(jax.process_index()), len(processes)).start if local else 0
+    sharding = rows(mesh)
+
+    def one(a):
+        a = np.asarray(a)
+
+        def block(index):
+            d = (index[0].start or 0) // size
+            start, count = shards[d]
+            out = np.zeros((size, *a.shape[1:]), a.dtype)
+            out[:count] = a[start - offset : start - offset + count]
+            return out[(slice(None), *index[1:])]
+
+        return jax.make_array_from_callback((size * len(shards), *a.shape[1:]), sharding, block)
+
+    return jax.tree.map(one, tree), [c for _, c in shards]
+
+
+def gather_shares(tree):
+    """Each process's arrays (its ``process_share`` of the rows, a different length per
+    process) concatenated in process order on every process (a collective: all call it);
+    with one process, unchanged."""
+    if jax.process_count() == 1:
+        return tree
+    counts = multihost_utils.process_allgather(np.asarray([len(jax.tree.leaves(tree)[0])]))
+    size = int(counts.max())
+
+    def pad(a):
+        a = np.asarray(a)
+        return np.concatenate([a, np.zeros((size - len(a), *a.shape[1:]), a.dtype)])
+
+    padded = jax.tree.map(pad, tree)
+    every = multihost_utils.process_allgather(padded, tiled=False)  # (processes, size, ...)
+    return jax.tree.map(
+        lambda a: np.concatenate([a[p, : int(c)] for p, c in enumerate(counts.reshape(-1))]), every
+    )
+
+
 def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 
@@ -112,7 +195,17 @@ def rows(mesh: Mesh) -> NamedSharding:
 
 
 def replicate(tree, mesh: Mesh):
-    """Puts every array of ``tree`` on all devices of ``mesh``."""
+    """Puts every array of ``tree`` on all devices of ``mesh``; an array replicated over the
+    devices of several processes (trained parameters) moves to a mesh of this process's own
+    devices from its local copy."""
+
+    def local_copy(a):
+        if isinstance(a, jax.Array) and not a.is_fully_addressable and a.is_fully_replicated:
+            return a.addressable_data(0)
+        return a
+
+    if len({d.process_index for d in mesh.devices.flat}) == 1 and jax.process_count() > 1:
+        tree = jax.tree.map(local_copy, tree)
     return jax.device_put(tree, replicated(mesh))
 
 
@@ -164,7 +257,7 @@ def map_samples(fn: Callable, mesh: Mesh, params, *xs) -> dict:
     n = len(xs[0])
     params, xs = place_samples(mesh, params, *xs)
     out = fn(params, *xs)
-    if jax.process_count() > 1:  # rows live on other hosts too: gather them everywhere
+    if len({d.process_index for d in mesh.devices.flat}) > 1:  # rows on other hosts too: gather them
         out = multihost_utils.process_allgather(out, tiled=True)
     return jax.tree.map(lambda a: np.asarray(a)[:n], out)
 

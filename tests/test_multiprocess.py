@@ -7,6 +7,7 @@ resumes end where uninterrupted runs end, and a failing process stops the launch
 
 import csv
 import io
+import json
 import os
 import signal
 import subprocess
@@ -91,6 +92,18 @@ def test_an_ensemble_splits_its_model_axis_over_two_processes(tmp_path):
     assert ja.load(tmp_path / "two" / "model").n_models == 4
     assert max_param_diff(tmp_path / "two" / "model", tmp_path / "one" / "model") < TOL
     np.testing.assert_allclose(scores(tmp_path / "two"), scores(tmp_path / "one"), rtol=TOL, atol=1e-6)
+
+
+def test_each_process_holds_only_its_share_of_the_rows(two_and_one):
+    two, one, _ = two_and_one
+    data = json.loads((two / "metrics.json").read_text())["data"]
+    assert data["share"] == {
+        "process": 0,
+        "of": 2,
+        "train_rows": -(-data["n_train"] // 2),
+        "test_rows": -(-data["n_test"] // 2),
+    }
+    assert json.loads((one / "metrics.json").read_text())["data"]["share"] is None
 
 
 def test_only_process_zero_writes_the_run_folder(two_and_one, tmp_path):

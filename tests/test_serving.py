@@ -102,3 +102,41 @@ def test_export_errors(tmp_path):
     scorer = load_exported(est.export(tmp_path / "d", platforms=("cpu",)))
     with pytest.raises(ValueError, match=r"takes \(N, 6\) arrays"):
         scorer(np.zeros((2, 5)))
+
+
+@pytest.mark.parametrize(
+    "cls,params",
+    [
+        (ja.AutoEncoder, {"model": {"score": "mean3"}}),  # mean3: the image score's convolution
+        (ja.AutoEncoder, {"n_models": 3}),  # the ensemble's standardised mean
+        (ja.AdversarialAutoEncoder, {}),
+        (ja.FAnoGAN, {}),
+    ],
+)
+def test_onnx_scores_equal_the_estimator(cls, params, tmp_path):
+    """onnxruntime runs the exported model at any batch size; scores within 1e-5 (relative to
+    the largest score: an ensemble's standardised scores pass through zero)."""
+    ort = pytest.importorskip("onnxruntime")
+    from sklearn.datasets import load_digits
+
+    x = (load_digits().data / 16.0).astype(np.float32)  # 8x8 images: the image scores apply
+    est = cls(preset="tiny", epochs=2, batch_size=32, **params).fit(x[:400])
+    folder = est.export(tmp_path, format="onnx")
+    session = ort.InferenceSession(str(folder / "scorer.onnx"))
+    name = session.get_inputs()[0].name
+    expected = est.decision_function(x[400:777])
+    for rows in (slice(0, 377), slice(5, 6)):
+        got = session.run(None, {name: x[400:777][rows]})[0]
+        np.testing.assert_allclose(got, expected[rows], rtol=0, atol=1e-5 * np.abs(expected).max())
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["format"] == "ONNX (jax2onnx)" and manifest["threshold"] == est.threshold_
+
+
+def test_onnx_export_refuses_scorers_with_random_draws(tmp_path):
+    pytest.importorskip("jax2onnx")
+    x, _ = raw_data()
+    est = ja.VAE(preset="tiny", epochs=1, batch_size=32).fit(MinMaxScaler().fit_transform(x))
+    with pytest.raises(ValueError, match="draws random numbers"):
+        est.export(tmp_path, format="onnx")
+    with pytest.raises(ValueError, match="unknown export format"):
+        est.export(tmp_path, format="tflite")

@@ -62,6 +62,50 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     return parse_idx(raw, source=path)
 
 
+class IdxRows:
+    """The records of an IDX file, read on demand: ``rows[idx]`` decompresses the file once,
+    in blocks, and keeps only the records ``idx`` (in that order), so a process that needs
+    a share of a data set holds only its share. ``len`` and ``shape`` come from the header."""
+
+    BLOCK = 4096  # records decompressed at a time
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = os.fspath(path)
+        opener = gzip.open if self.path.endswith(".gz") else open
+        try:
+            with opener(self.path, "rb") as f:
+                head = f.read(4)
+                if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in _IDX_DTYPES:
+                    raise ValueError(f"{self.path}: not an IDX file (bad magic number)")
+                dims = tuple(int(d) for d in np.frombuffer(f.read(4 * head[3]), dtype=">u4"))
+        except (OSError, EOFError) as e:
+            raise ValueError(f"cannot read IDX file {self.path}: {e}") from e
+        self.dtype, self.shape, self._opener = _IDX_DTYPES[head[2]], dims, opener
+        self._offset = 4 + 4 * len(dims)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, idx) -> np.ndarray:
+        idx = np.arange(len(self))[idx] if isinstance(idx, slice) else np.asarray(idx, dtype=np.int64)
+        record = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+        out = np.empty((len(idx), *self.shape[1:]), self.dtype.newbyteorder("="))
+        order = np.argsort(idx, kind="stable")
+        with self._opener(self.path, "rb") as f:
+            f.read(self._offset)
+            done, first = 0, 0
+            while done < len(idx):
+                block = f.read(record * self.BLOCK)
+                n = len(block) // record
+                if n == 0:
+                    raise ValueError(f"{self.path}: truncated IDX payload")
+                data = np.frombuffer(block[: n * record], dtype=self.dtype).reshape(n, *self.shape[1:])
+                stop = done + int(np.searchsorted(idx[order[done:]], first + n))
+                out[order[done:stop]] = data[idx[order[done:stop]] - first]
+                done, first = stop, first + n
+        return out
+
+
 def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
     """Writes a uint8 array as a (gzip-compressed if ``.gz``) IDX file; used by tests and tools."""
     array = np.ascontiguousarray(array, dtype=np.uint8)

@@ -33,6 +33,10 @@ class OneClassData:
       scaler: the scikit-learn scaler fitted on ``x_train`` (tabular data), else None.
       test_rows: each test sample's row in the source (0-based data row of a file or array;
         for data sets with their own test file, its position there).
+      share: ``(index, count)``: ``x_train`` and ``x_test`` hold only process ``index``'s
+        ``row_share`` of the training and test rows (a multi-process run); the labels,
+        ``x_val`` and ``test_rows`` are whole. None: every array is whole.
+      n_train: the number of training rows (all processes' shares together).
     """
 
     name: str
@@ -45,10 +49,32 @@ class OneClassData:
     image_shape: tuple[int, ...] | None = None
     scaler: object | None = None
     test_rows: np.ndarray | None = None
+    share: tuple[int, int] | None = None
+    n_train: int = -1
+
+    def __post_init__(self):
+        if self.n_train < 0:
+            object.__setattr__(self, "n_train", len(self.x_train))
 
     @property
     def n_features(self) -> int:
         return self.x_train.shape[1]
+
+
+def row_share(n: int, index: int, count: int) -> slice:
+    """The rows of ``n`` that part ``index`` of ``count`` holds: a contiguous range of
+    ``ceil(n / count)`` rows (the last ones shorter, possibly empty). The one rule of who holds
+    what in a multi-process run (``sharding.process_share`` applies it to this process)."""
+    if not 0 <= index < count:
+        raise ValueError(f"share index must be in [0, {count}), got {index}")
+    size = -(-n // count)
+    return slice(min(index * size, n), min((index + 1) * size, n))
+
+
+def _rows(x, idx: np.ndarray) -> np.ndarray:
+    """Rows ``idx`` of ``x`` (an array, or ``IdxRows`` read now) as ``(len(idx), D)``."""
+    rows = np.asarray(x[idx])
+    return rows.reshape(len(rows), int(np.prod(rows.shape[1:])))
 
 
 def parse_normal(spec: str | int | tuple | list | None) -> tuple[int, ...] | None:
@@ -70,7 +96,12 @@ def parse_normal(spec: str | int | tuple | list | None) -> tuple[int, ...] | Non
 
 
 def one_class_split(
-    ds: Dataset, normal: tuple[int, ...] | None = None, *, val_fraction: float = 0.1, seed: int = 0
+    ds: Dataset,
+    normal: tuple[int, ...] | None = None,
+    *,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    share: tuple[int, int] | None = None,
 ) -> OneClassData:
     """Applies the one-class protocol to a labelled data set.
 
@@ -84,6 +115,9 @@ def one_class_split(
       normal: normal classes; default ``(0,)``.
       val_fraction: fraction of normal training samples held out, in [0, 1).
       seed: seed of the validation hold-out.
+      share: ``(index, count)``: keep only part ``index``'s ``row_share`` of the training
+        rows (in their shuffled order) and of the test rows; the images of a lazily loaded
+        data set are then read for those rows only. The split itself is the same.
 
     Raises:
       ValueError: a normal class absent from the training data, a bad fraction, too few
@@ -100,25 +134,39 @@ def one_class_split(
             f"(labels present: {sorted(present)})"
         )
     for split, x in (("train", ds.x_train), ("test", ds.x_test)):
-        if not np.all(np.isfinite(np.asarray(x, dtype=np.float64))):
-            raise ValueError(f"'{ds.name}' {split} data contains NaN or inf values")
-    normal_x = ds.x_train[np.isin(ds.y_train, normal)]
+        if not (ds.is_image and np.issubdtype(x.dtype, np.integer)):  # integer pixels are finite
+            if not np.all(np.isfinite(np.asarray(x, dtype=np.float64))):
+                raise ValueError(f"'{ds.name}' {split} data contains NaN or inf values")
+    normal_rows = np.flatnonzero(np.isin(ds.y_train, normal))
     rng = np.random.default_rng(seed)
-    perm = rng.permutation(len(normal_x))
-    n_val = int(round(val_fraction * len(normal_x)))
-    if len(normal_x) - n_val < 2:
+    perm = rng.permutation(len(normal_rows))
+    n_val = int(round(val_fraction * len(normal_rows)))
+    if len(normal_rows) - n_val < 2:
         raise ValueError(
-            f"only {len(normal_x)} normal training samples in '{ds.name}'; need at least 2 after "
+            f"only {len(normal_rows)} normal training samples in '{ds.name}'; need at least 2 after "
             f"holding out {n_val} for validation"
         )
-    x_val, x_train = normal_x[perm[:n_val]], normal_x[perm[n_val:]]
-    x_test = ds.x_test
+    val_rows, train_rows = normal_rows[perm[:n_val]], normal_rows[perm[n_val:]]
+    test_rows = np.arange(len(ds.y_test))
+    mine_train, mine_test = (
+        (slice(None), slice(None))
+        if share is None
+        else (row_share(len(a), *share) for a in (train_rows, test_rows))
+    )
+    x_val, x_train, x_test = (
+        _rows(x, r)
+        for x, r in (
+            (ds.x_train, val_rows),
+            (ds.x_train, train_rows[mine_train]),
+            (ds.x_test, test_rows[mine_test]),
+        )
+    )
     scaler = None
     if ds.is_image:
         scale = np.float32(1.0 / ds.value_max)
         x_train, x_val, x_test = (a.astype(np.float32) * scale for a in (x_train, x_val, x_test))
-    else:
-        scaler = MinMaxScaler().fit(x_train)
+    else:  # fitted on every training row, whatever this process keeps
+        scaler = MinMaxScaler().fit(x_train if share is None else _rows(ds.x_train, train_rows))
         x_train, x_val, x_test = (
             scaler.transform(a).astype(np.float32) if len(a) else a.astype(np.float32)
             for a in (x_train, x_val, x_test)
@@ -134,4 +182,6 @@ def one_class_split(
         image_shape=ds.image_shape,
         scaler=scaler,
         test_rows=np.arange(len(ds.x_test)) if ds.test_rows is None else np.asarray(ds.test_rows),
+        share=share,
+        n_train=len(train_rows),
     )

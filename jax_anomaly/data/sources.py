@@ -12,7 +12,7 @@ import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from jax_anomaly.data.idx import read_idx
+from jax_anomaly.data.idx import IdxRows, read_idx
 
 DATA_ENV_VAR = "JAX_ANOMALY_DATA"
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -42,7 +42,8 @@ class Dataset:
     """A labelled data set with a train/test split, before any one-class selection.
 
     Images are kept as raw values (``value_max`` says the pixel range); tabular data as
-    float arrays. ``x_*`` are ``(N, D)`` with ``D = prod(image_shape)`` for images.
+    float arrays. ``x_*`` are ``(N, D)`` with ``D = prod(image_shape)`` for images, or, loaded
+    with ``lazy=True``, ``IdxRows`` of the files (``(N, H, W)``, rows read when indexed).
     """
 
     name: str
@@ -102,23 +103,30 @@ def _find_idx_folder(name: str, data_dir) -> Path:
     )
 
 
-def load_idx_dataset(name: str, data_dir: str | None = None) -> Dataset:
-    """Loads MNIST or Fashion-MNIST from the original IDX files in the first data root that has them."""
+def load_idx_dataset(name: str, data_dir: str | None = None, lazy: bool = False) -> Dataset:
+    """Loads MNIST or Fashion-MNIST from the original IDX files in the first data root that
+    has them. ``lazy``: the labels are read, the images only when rows are taken
+    (``IdxRows``: a process reading its share of a multi-process run)."""
     folder = _find_idx_folder(name, data_dir)
     arrays = {}
     for key, stem in _IDX_FILES.items():
         path = folder / f"{stem}.gz"
-        arrays[key] = read_idx(path if path.is_file() else folder / stem)
+        path = path if path.is_file() else folder / stem
+        arrays[key] = IdxRows(path) if lazy and key.startswith("x_") else read_idx(path)
     for split in ("train", "test"):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
-        if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
+        if len(x.shape) != 3 or y.ndim != 1 or len(x) != len(y):
             raise ValueError(f"{folder}: {split} images {x.shape} and labels {y.shape} do not match")
     image_shape = arrays["x_train"].shape[1:]
+
+    def flat(x):
+        return x if lazy else x.reshape(len(x), -1)
+
     return Dataset(
         name=name,
-        x_train=arrays["x_train"].reshape(len(arrays["x_train"]), -1),
+        x_train=flat(arrays["x_train"]),
         y_train=arrays["y_train"].astype(np.int64),
-        x_test=arrays["x_test"].reshape(len(arrays["x_test"]), -1),
+        x_test=flat(arrays["x_test"]),
         y_test=arrays["y_test"].astype(np.int64),
         image_shape=tuple(image_shape),
         value_max=255.0,
@@ -264,9 +272,11 @@ def load_dataset(
     test_fraction: float = 0.3,
     label_column: str = "label",
     synthetic: dict | None = None,
+    lazy: bool = False,
 ) -> Dataset:
     """Loads a data set by name: ``mnist``, ``fashion_mnist``, ``digits``, ``synthetic``,
-    ``npz:PATH`` or ``csv:PATH``.
+    ``npz:PATH`` or ``csv:PATH``. ``lazy``: IDX images are read only when rows are taken
+    (``load_idx_dataset``); the other sources are small and load whole.
 
     Data sets without their own test split get a seeded stratified split of
     ``test_fraction``.
@@ -280,7 +290,7 @@ def load_dataset(
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
     if dataset in _IDX_FOLDERS:
-        return load_tfds_dataset(dataset) if source == "tfds" else load_idx_dataset(dataset, data_dir)
+        return load_tfds_dataset(dataset) if source == "tfds" else load_idx_dataset(dataset, data_dir, lazy)
     if source == "tfds":
         raise ValueError(f"--source tfds supports mnist and fashion_mnist, not '{dataset}'")
     if dataset == "digits":

@@ -190,8 +190,16 @@ class Detector:
         x_train, x_val = check_fit_data(x_train, x_val)
         return self.fit_checked(cfg, train, x_train, x_val, key=key, progress=progress)
 
-    def fit_checked(self, cfg, train: TrainConfig, x_train, x_val, *, key, progress=True) -> Fitted:
-        """``fit`` for data already checked (float32, finite, (N, D); ``x_val`` None or checked)."""
+    def fit_checked(
+        self, cfg, train: TrainConfig, x_train, x_val, *, key, progress=True, total_rows: int | None = None
+    ) -> Fitted:
+        """``fit`` for data already checked (float32, finite, (N, D); ``x_val`` None or checked).
+        ``total_rows``: ``x_train`` is this process's share of that many rows (``fit_loop``)."""
+        if total_rows is not None and any(phase.prepare_state for phase in self.phases):
+            raise ValueError(
+                f"detector '{self.name}' sets its state from statistics of the training data: "
+                "it trains on every row in each process, not on a share"
+            )
         n_features = x_train.shape[1]
         keys = self._phase_keys(key)
         states, results, previous = {}, [], None
@@ -213,6 +221,7 @@ class Detector:
                 eval_fn=phase.make_eval(cfg, n_features) if phase.make_eval else None,
                 val_data=x_val,
                 progress=progress,
+                total_rows=total_rows,
             )
             states[phase.name], previous = state, phase.params_of(state)
             results.append((phase.name, result))
@@ -345,10 +354,11 @@ def train_phase(
     eval_fn: Callable | None = None,
     val_data=None,
     progress=True,
+    total_rows: int | None = None,
 ):
     """Initialises a state with ``init_state(key)`` and trains it with the on-device epoch
     loop under ``train``. Returns ``(state, FitResult)``. ``eval_fn`` (the validation loss)
-    is used only when ``val_data`` is given.
+    is used only when ``val_data`` is given; ``total_rows`` as in ``fit_loop``.
 
     Raises:
       ValueError: early stopping asked for (``train.patience``) without a validation loss.
@@ -370,6 +380,7 @@ def train_phase(
         eval_fn=eval_fn,
         val_data=val_data,
         progress=progress,
+        total_rows=total_rows,
     )
 
 

@@ -13,10 +13,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
 
 from jax_anomaly import persistence
 from jax_anomaly.config import TrainConfig
-from jax_anomaly.sharding import constrain_rows, make_mesh, padded_size, replicate, train_devices
+from jax_anomaly.sharding import (
+    AXIS,
+    constrain_rows,
+    make_mesh,
+    padded_size,
+    place_shards,
+    process_share,
+    replicate,
+    train_devices,
+)
 from jax_anomaly.training.progress import Progress
 
 # step(state, batch, mask, key) -> (state, metrics); mask is 1.0 for real rows, 0.0 for padding.
@@ -79,6 +89,35 @@ def epoch_batches(
     return idx, mask
 
 
+def shard_batches(
+    key: jax.Array, counts: list[int], size: int, batch_size: int, drop_remainder: bool = False
+) -> tuple[jax.Array, jax.Array]:
+    """Index rows of one epoch over devices that each hold their own shard of ``size`` rows
+    (``counts[d]`` of them real, ``sharding.device_shards``): every device permutes its own
+    real rows (its own key) and takes ``ceil(batch_size / devices)`` of them per step.
+
+    Returns:
+      ``(idx, mask)``, both ``(steps, devices * local_batch)``: device d's columns are
+      ``[d * local_batch, (d + 1) * local_batch)`` and its indices point into its own shard.
+      Steps run until the largest shard is used up (``drop_remainder``: while the smallest
+      fills a whole local batch); a shard used up earlier pads with mask 0.
+    """
+    devices = len(counts)
+    local = -(-batch_size // devices)
+    steps = (min(counts) // local) if drop_remainder else -(-max(counts) // local)
+    total = steps * local
+
+    def one(k, count):
+        perm = jax.random.permutation(k, size).astype(jnp.int32)
+        perm = perm[jnp.argsort(perm >= count, stable=True)]  # this shard's real rows first
+        flat = jnp.zeros(max(total, size), jnp.int32).at[:size].set(perm)[:total]
+        real = jnp.arange(total) < count
+        return (flat * real).reshape(steps, local), real.astype(jnp.float32).reshape(steps, local)
+
+    idx, mask = jax.vmap(one)(jax.random.split(key, devices), jnp.asarray(counts))
+    return (a.transpose(1, 0, 2).reshape(steps, devices * local) for a in (idx, mask))
+
+
 def make_epoch_fn(
     step: Step,
     *,
@@ -87,6 +126,7 @@ def make_epoch_fn(
     drop_remainder: bool = False,
     unroll: int = 1,
     mesh: Mesh | None = None,
+    shard_counts: list[int] | None = None,
 ) -> Callable:
     """Builds ``epoch(state, data, key) -> (state, metrics)``, one ``lax.scan`` over the steps.
 
@@ -94,7 +134,10 @@ def make_epoch_fn(
     step gathers its batch by index. The per-step key is ``fold_in(key, step_index)``.
     Metrics are averaged over the epoch weighted by the number of real rows per batch.
     With a ``mesh``, each batch (padded to a multiple of its size) is split over its
-    ``'data'`` axis and the compiler averages gradients across devices.
+    ``'data'`` axis and the compiler averages gradients across devices. With
+    ``shard_counts`` (one per device of ``mesh``) ``data`` is split by rows over the devices
+    instead (``sharding.place_shards``): each device gathers its part of every batch from its
+    own shard (``shard_batches``), so no device holds the whole data set.
     The returned function is not jitted; ``fit`` compiles it once.
     """
     if batch_size < 1:
@@ -102,14 +145,35 @@ def make_epoch_fn(
     if steps_per_epoch(n, batch_size, drop_remainder) < 1:
         raise ValueError(f"batch_size {batch_size} with drop_remainder leaves no full batch of {n} samples")
     multiple = 1 if mesh is None else mesh.devices.size
+    if shard_counts is not None:
+        size = max(1, max(shard_counts))
+        if drop_remainder and min(shard_counts) < -(-batch_size // len(shard_counts)):
+            raise ValueError(
+                f"batch_size {batch_size} with drop_remainder leaves a device without a full batch "
+                f"(its shard holds {min(shard_counts)} of the {n} samples)"
+            )
+
+        def gather(data, rows):
+            return jax.shard_map(
+                lambda local, i: jax.tree.map(lambda a: jnp.take(a, i, axis=0), local),
+                mesh=mesh,
+                in_specs=(P(AXIS), P(AXIS)),
+                out_specs=P(AXIS),
+            )(data, rows)
 
     def epoch(state, data, key):
         perm_key, step_key = jax.random.split(key)
-        idx, mask = epoch_batches(perm_key, n, batch_size, drop_remainder, multiple)
+        if shard_counts is None:
+            idx, mask = epoch_batches(perm_key, n, batch_size, drop_remainder, multiple)
+        else:
+            idx, mask = shard_batches(perm_key, shard_counts, size, batch_size, drop_remainder)
 
         def body(state, inputs):
             i, rows, row_mask = inputs
-            batch = jax.tree.map(lambda a: jnp.take(a, rows, axis=0), data)
+            if shard_counts is not None:
+                batch = gather(data, rows)
+            else:
+                batch = jax.tree.map(lambda a: jnp.take(a, rows, axis=0), data)
             if mesh is not None:
                 batch, row_mask = constrain_rows((batch, row_mask), mesh)
             return step(state, batch, row_mask, jax.random.fold_in(step_key, i))
@@ -167,6 +231,7 @@ def fit_loop(
     val_data: Any = None,
     monitor: str = "val_loss",
     progress: bool | Progress = True,
+    total_rows: int | None = None,
 ) -> tuple[Any, FitResult]:
     """Trains for ``train.epochs`` epochs, each one compiled ``lax.scan`` over the data.
 
@@ -190,6 +255,10 @@ def fit_loop(
       val_data: validation data passed to ``eval_fn``.
       monitor: metric for early stopping (default ``val_loss``).
       progress: show a progress line (or pass a ``Progress``).
+      total_rows: ``data`` holds only this process's ``sharding.process_share`` of
+        ``total_rows`` training rows (a multi-process run, each process reading its own
+        share); None: ``data`` is all of them. With several devices each device holds its own
+        shard either way (``sharding.device_shards``).
 
     Returns:
       ``(state, FitResult)``.
@@ -201,7 +270,12 @@ def fit_loop(
     """
     patience, checkpoint, resume = train.patience, train.checkpoint, train.resume
     drop_remainder, checkpoint_every = train.drop_remainder, train.checkpoint_every or 1
-    n = len(jax.tree.leaves(data)[0])
+    local = len(jax.tree.leaves(data)[0])
+    n = local if total_rows is None else int(total_rows)
+    if total_rows is not None and local != len(range(n)[process_share(n)]):
+        raise ValueError(
+            f"this process holds {local} training rows; its share of {n} is {len(range(n)[process_share(n)])}"
+        )
     if n < 1:
         raise ValueError("no training data")
     if patience is not None and (patience < 1 or eval_fn is None):
@@ -211,8 +285,19 @@ def fit_loop(
     batch_size = min(train.batch_size, n)
     epochs = train.epochs or auto_epochs(n, batch_size, drop_remainder)
     mesh = make_mesh(train_devices(train.devices))
+    counts = None
+    if mesh.devices.size > 1:  # each device holds its own shard of the rows
+        data, counts = place_shards(data, n, mesh, local=total_rows is not None)
+    elif jax.process_count() > 1:
+        raise ValueError("a multi-process run trains over the devices of every process (devices > 1)")
     epoch_fn = make_epoch_fn(
-        step, n=n, batch_size=batch_size, drop_remainder=drop_remainder, unroll=train.unroll, mesh=mesh
+        step,
+        n=n,
+        batch_size=batch_size,
+        drop_remainder=drop_remainder,
+        unroll=train.unroll,
+        mesh=mesh,
+        shard_counts=counts,
     )
 
     def epoch_and_eval(state, data, val_data, key):
@@ -240,7 +325,9 @@ def fit_loop(
         best_value = np.inf if meta["best_value"] is None else meta["best_value"]
         best_state = saved_best if saved_best is not None else state
         start = meta["epoch"] + 1
-    state, data, val_data = replicate((state, data, val_data), mesh)
+    state, val_data = replicate((state, val_data), mesh)
+    if counts is None:
+        data = replicate(data, mesh)
     t0 = time.perf_counter()
     compiled = jax.jit(epoch_and_eval).lower(state, data, val_data, key).compile()
     compile_seconds = time.perf_counter() - t0

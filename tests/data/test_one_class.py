@@ -59,3 +59,25 @@ def test_parse_normal(spec, expected):
 def test_parse_normal_errors(spec):
     with pytest.raises(ValueError):
         parse_normal(spec)
+
+
+def test_process_shares_of_a_lazily_read_idx_data_set_make_up_the_whole_split(tmp_path):
+    """Each of 3 shares reads only its rows of the IDX files; together, in order, they are the
+    split one process makes (validation rows whole in every share)."""
+    from jax_anomaly.data import write_idx
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    for stem, n in (("train", 300), ("t10k", 120)):
+        write_idx(folder / f"{stem}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
+        write_idx(folder / f"{stem}-labels-idx1-ubyte.gz", rng.integers(0, 3, n))
+    whole = one_class_split(load_dataset("mnist", data_dir=str(tmp_path)), (1,), seed=4)
+    lazy = load_dataset("mnist", data_dir=str(tmp_path), lazy=True)
+    shares = [one_class_split(lazy, (1,), seed=4, share=(p, 3)) for p in range(3)]
+    np.testing.assert_array_equal(np.concatenate([s.x_train for s in shares]), whole.x_train)
+    np.testing.assert_array_equal(np.concatenate([s.x_test for s in shares]), whole.x_test)
+    for s in shares:
+        np.testing.assert_array_equal(s.x_val, whole.x_val)
+        np.testing.assert_array_equal(s.y_test, whole.y_test)
+        assert s.n_train == whole.n_train and len(s.x_train) <= -(-whole.n_train // 3)
