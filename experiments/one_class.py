@@ -174,6 +174,10 @@ def run_stacked(args, classes: list[int], seeds: list[int], progress: bool) -> t
         progress=progress,
     )
     wall_train = time.perf_counter() - t0
+    # A standardised score's per-pixel scale: each model's from its own class's held-out rows.
+    stack = fitting.with_pixel_scale(
+        detector, stack, [datas[i].x_val for i, _ in members], key=fitting.seed_keys(args.seed)[2]
+    )
     t0 = time.perf_counter()
     # Held-out normals of every class in one call; test sets shared by classes in one call each.
     val = np.concatenate([d.x_val for d in datas])

@@ -15,6 +15,7 @@ from jax_anomaly.config import TrainConfig, matmul_precision, replace, to_dict
 from jax_anomaly.detectors import Detector, Fitted, get_detector
 from jax_anomaly.detectors.stack import FittedStack, fit_stack_detector, score_stack
 from jax_anomaly.environment import versions
+from jax_anomaly.image_scores import PIXEL_SCALE, is_standardised, pixel_scale
 from jax_anomaly.sharding import LOCAL, gather_shares, pad_rows
 from jax_anomaly.training import Progress
 from jax_anomaly.training.stacked import stack_trees
@@ -129,8 +130,12 @@ def fit_calibrated(
             )
         t0 = time.perf_counter()
         calibration = x_train if x_val is None else x_val
+        gather = x_val is None and total_rows is not None  # each process scores its share
+        fitted = with_pixel_scale(
+            detector, fitted, calibration, key=score_key, devices=LOCAL if gather else devices, gather=gather
+        )
         bar = Progress(len(calibration), "score held-out normals", unit="samples", enabled=progress)
-        if x_val is None and total_rows is not None:  # each process scores its share
+        if gather:
             out = gather_shares(
                 _score(detector, fitted, calibration, score_key, LOCAL, bar, standardise=None)
             )
@@ -151,6 +156,42 @@ def fit_calibrated(
         calibration_seconds=seconds,
         standardise=standardise,
     )
+
+
+def with_pixel_scale(
+    detector: Detector, fitted, calibration, *, key, devices=None, gather: bool = False
+) -> Fitted | FittedStack:
+    """``fitted`` ready to score a standardised score (``image_scores``: ``mean3_std``, ...):
+    its parameters with the ``PIXEL_SCALE`` fitted on the maps of the held-out normal rows
+    ``calibration`` (in [0, 1]); any other score: ``fitted`` unchanged.
+
+    Args:
+      calibration: the rows, or for a stack one array per model (each model's own rows).
+      key: the score key (a stack: one or one per model), as ``raw_scores`` takes it.
+      gather: the rows are this process's share: gather the maps of every process.
+    """
+    stack = isinstance(fitted, FittedStack)
+    cfg = fitted.configs[0] if stack else fitted.config
+    if not is_standardised(getattr(cfg, "score", "")):
+        return fitted
+
+    params = {k: v for k, v in fitted.params.items() if k != PIXEL_SCALE}  # maps undivided
+    unscaled = dataclasses.replace(fitted, params=params)
+
+    def maps(rows):
+        out = raw_scores(detector, unscaled, detector.to_input(rows), key=key, devices=devices)
+        return gather_shares({"map": out["map"]})["map"] if gather else out["map"]
+
+    if isinstance(calibration, list | tuple):  # one array per model; shared arrays scored once
+        if not stack or len(calibration) != fitted.n_models:
+            raise ValueError("one calibration array per model needs a stack of as many models")
+        cache = {}
+        scale = np.stack(
+            [pixel_scale(cache.setdefault(id(rows), maps(rows))[k]) for k, rows in enumerate(calibration)]
+        )
+    else:
+        scale = pixel_scale(maps(calibration))
+    return dataclasses.replace(fitted, params={**params, PIXEL_SCALE: jax.numpy.asarray(scale)})
 
 
 def _check_fittable(spec: thresholds.ThresholdSpec) -> None:
@@ -193,6 +234,7 @@ def fit_sweep(
             detector, configs, trains, x_in, val_in, keys=[k[0] for k in keys], group=group, progress=progress
         )
         t0 = time.perf_counter()
+        stack = with_pixel_scale(detector, stack, calibration, key=[k[2] for k in keys], devices=devices)
         scores = raw_scores(
             detector,
             stack,

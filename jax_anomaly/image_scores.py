@@ -11,21 +11,37 @@ Each score is the mean of a per-pixel map, returned with it (the anomaly map):
   each level's map upsampled back and the levels averaged.
 - ``ssim``: 1 - SSIM(x, r) per pixel (local means, variances and covariance over a 3x3
   Gaussian window; constants for data in [0, 1]).
+
+Each has a standardised variant, ``<name>_std`` (``loss_std`` too): its map divided pixel by
+pixel by ``pixel_scale`` of the held-out normal maps, ``(rms + mean(rms))^2`` with ``rms``
+the root mean map of each pixel, so pixels that normal images rarely reconstruct well (stroke
+edges) weigh less and pixels they always reconstruct (the empty border) weigh more, bounded
+by the mean. Fitting computes the scale after training and keeps it in the model's
+parameters under ``PIXEL_SCALE`` (``split_scale``), so the scorer, saved models and exported
+scorers apply it on the device.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jax_anomaly.training.losses import per_feature_loss
 
 IMAGE_SCORES = ("mse", "mean3", "mean5", "gauss3", "gauss5", "pyramid", "ssim")
-# A reconstruction detector's ``score``: its training loss per sample (the default), or one
-# of the image scores.
-RECONSTRUCTION_SCORES = ("loss", *IMAGE_SCORES)
+STD = "_std"  # the suffix of a standardised score
+STANDARDISED_IMAGE_SCORES = tuple(name + STD for name in IMAGE_SCORES)
+# A GAN detector's ``score``: its own loss (the default), or an image score for its residual.
+GAN_SCORES = ("loss", *IMAGE_SCORES, *STANDARDISED_IMAGE_SCORES)
+# An autoencoder's ``score``: its training loss per sample (the default), an image score, or
+# either standardised.
+RECONSTRUCTION_SCORES = ("loss", *IMAGE_SCORES, "loss" + STD, *STANDARDISED_IMAGE_SCORES)
+# The key of the fitted per-pixel scale of a standardised score in a model's parameters.
+PIXEL_SCALE = "pixel_scale"
 
 
 def check_score(score: str, allowed: tuple[str, ...] = RECONSTRUCTION_SCORES) -> None:
@@ -33,13 +49,48 @@ def check_score(score: str, allowed: tuple[str, ...] = RECONSTRUCTION_SCORES) ->
         raise ValueError(f"unknown score '{score}'; expected one of {allowed}")
 
 
-def reconstruction_score(score: str, loss: str, x: jax.Array, recon: jax.Array) -> tuple[jax.Array, ...]:
+def is_standardised(score: str) -> bool:
+    return score.endswith(STD)
+
+
+def unstandardised(score: str) -> str:
+    """The score whose map a standardised score divides (``'mean3_std'`` -> ``'mean3'``)."""
+    return score[: -len(STD)] if is_standardised(score) else score
+
+
+def split_scale(params):
+    """``(params, scale)``: a model's parameters without its ``PIXEL_SCALE`` entry, and that
+    entry (None where the model has none: not standardised, or not yet calibrated)."""
+    if isinstance(params, Mapping) and PIXEL_SCALE in params:
+        return {k: v for k, v in params.items() if k != PIXEL_SCALE}, params[PIXEL_SCALE]
+    return params, None
+
+
+def pixel_scale(maps) -> np.ndarray:
+    """The per-pixel divisor of a standardised score from the maps of held-out normal samples
+    (N, D) (or (K, N, D): one scale per model): ``(rms + mean(rms))^2``, float32."""
+    maps = np.asarray(maps, np.float64)
+    if maps.ndim < 2 or maps.shape[-2] == 0:
+        raise ValueError(f"pixel_scale needs maps of at least one sample (N, D), got shape {maps.shape}")
+    rms = np.sqrt(np.maximum(maps.mean(axis=-2), 0.0))
+    scale = np.square(rms + rms.mean(axis=-1, keepdims=True))
+    return np.maximum(scale, np.finfo(np.float32).tiny).astype(np.float32)
+
+
+def _scaled(amap: jax.Array, scale) -> tuple[jax.Array, jax.Array]:
+    amap = amap if scale is None else amap / scale
+    return jnp.mean(amap), amap
+
+
+def reconstruction_score(
+    score: str, loss: str, x: jax.Array, recon: jax.Array, scale=None
+) -> tuple[jax.Array, ...]:
     """``(score, map)`` of one sample (D,): ``'loss'`` is the mean per-feature training loss
-    (map: that loss per feature), any other name an image score (``image_score``)."""
-    if score == "loss":
-        amap = per_feature_loss(recon, x, loss)
-        return jnp.mean(amap), amap
-    return image_score(score, x, recon, square_side(x.shape[-1], score))
+    (map: that loss per feature), any other name an image score (``image_score``); a
+    standardised score divides the map by ``scale`` (D,) (None: the map undivided)."""
+    if unstandardised(score) == "loss":
+        return _scaled(per_feature_loss(recon, x, loss), scale)
+    return image_score(score, x, recon, square_side(x.shape[-1], score), scale)
 
 
 def square_side(n_features: int, score: str) -> int:
@@ -80,9 +131,16 @@ def _pool(img: jax.Array) -> jax.Array:
     return img[: h // 2 * 2, : w // 2 * 2].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
 
 
-def image_score(name: str, x: jax.Array, recon: jax.Array, side: int) -> tuple[jax.Array, jax.Array]:
+def image_score(
+    name: str, x: jax.Array, recon: jax.Array, side: int, scale=None
+) -> tuple[jax.Array, jax.Array]:
     """``(score, map)`` of one sample: ``x`` and ``recon`` (D,) with D = side**2; ``map`` (D,)
-    is the per-pixel anomaly map whose mean is the score."""
+    is the per-pixel anomaly map whose mean is the score (divided by ``scale`` (D,) when
+    given: a standardised score)."""
+    return _scaled(_image_map(unstandardised(name), x, recon, side), scale)
+
+
+def _image_map(name: str, x: jax.Array, recon: jax.Array, side: int) -> jax.Array:
     img, rec = x.reshape(side, side), recon.reshape(side, side)
     residual = img - rec
     if name == "mse":
@@ -109,12 +167,17 @@ def image_score(name: str, x: jax.Array, recon: jax.Array, side: int) -> tuple[j
         amap = 1.0 - ssim
     else:
         raise ValueError(f"unknown image score '{name}'; expected one of {IMAGE_SCORES}")
-    return jnp.mean(amap), amap.reshape(-1)
+    return amap.reshape(-1)
 
 
-def symmetric_image_score(name: str, x: jax.Array, recon: jax.Array) -> tuple[jax.Array, jax.Array]:
+def symmetric_image_score(
+    name: str, x: jax.Array, recon: jax.Array, scale=None
+) -> tuple[jax.Array, jax.Array]:
     """``image_score`` of images in [-1, 1] (the GAN detectors' input range): computed on
     the [0, 1] images and multiplied by 4, so ``mse`` equals the mean squared residual in
-    [-1, 1] that the GAN detectors' default scores use."""
-    score, amap = image_score(name, (x + 1.0) / 2.0, (recon + 1.0) / 2.0, square_side(x.shape[-1], name))
-    return 4.0 * score, 4.0 * amap
+    [-1, 1] that the GAN detectors' default scores use (then divided by ``scale``)."""
+    side = square_side(x.shape[-1], name)
+    amap = _image_map(unstandardised(name), (x + 1.0) / 2.0, (recon + 1.0) / 2.0, side)
+    if scale is None:
+        return 4.0 * jnp.mean(amap), 4.0 * amap
+    return _scaled(4.0 * amap, scale)

@@ -75,3 +75,15 @@ def test_one_class_seed_ensemble(tmp_path):
     assert abs(row["seed_aurocs"][0] - single["classes"][0]["auroc"]) < 1e-6
     assert len(row["seed_aurocs"]) == 2 and row["auroc"] > 0.9
     assert "ensemble of seeds [0, 1]" in (tmp_path / "one_class_digits_ae_ens2.md").read_text()
+
+
+def test_one_class_stacked_table_with_a_standardised_score_equals_separate_runs(tmp_path):
+    """Each model of the stack gets the pixel scale of its own class's held-out rows: the
+    stacked table equals the classes run one at a time through ``jax_anomaly.run``."""
+    one_class = _module("one_class")
+    argv = ["--dataset", "digits", "--classes", "0,1", "--epochs", "3", "--model", "score=mean3_std"]
+    stacked = one_class.main(argv + ["--out", str(tmp_path / "s")])
+    separate = one_class.main(argv + ["--separate", "--out", str(tmp_path / "p")])
+    for a, b in zip(stacked["classes"], separate["classes"], strict=True):
+        assert abs(a["auroc"] - b["auroc"]) < 1e-6
+    assert stacked["classes"][0]["model"]["score"] == "mean3_std"

@@ -17,7 +17,7 @@ from flax import struct
 from jax_anomaly.config import TrainConfig
 from jax_anomaly.detectors.base import Detector, Phase, adam, register
 from jax_anomaly.detectors.gan import GAN_B1
-from jax_anomaly.image_scores import check_score, reconstruction_score
+from jax_anomaly.image_scores import check_score, reconstruction_score, split_scale
 from jax_anomaly.models import Discriminator, autoencoder_pair, check_autoencoder_config
 from jax_anomaly.training import masked_mean
 from jax_anomaly.training.losses import RECONSTRUCTION_LOSSES, bce, per_sample_loss
@@ -36,7 +36,8 @@ class AAEConfig:
       output_activation: sigmoid (data in [0, 1]) or linear.
       loss: mse or bce: the reconstruction loss (and, with score loss, the score's error part).
       score: the score's error part: loss (default) or an image score (mse, mean3, mean5,
-        gauss3, gauss5, pyramid, ssim; square images; jax_anomaly.image_scores).
+        gauss3, gauss5, pyramid, ssim; square images; jax_anomaly.image_scores), either
+        with a ``_std`` suffix: standardised by a per-pixel scale of the held-out normals.
       d_hidden: the latent discriminator's hidden layers (``latent -> d_hidden -> 1``).
       prior_weight: score = reconstruction error + ``prior_weight`` · (-log N(z; 0, I)) / latent
         of the code z = E(x); 0 scores by reconstruction alone.
@@ -220,9 +221,10 @@ def make_sample_scorer(cfg: AAEConfig, n_features: int):
     encoder, decoder, _ = build_models(cfg, n_features)
 
     def one(params, x):
+        params, scale = split_scale(params)
         z = encoder.apply({"params": params["encoder"]}, standardise(params["input"], x))
         recon = decoder.apply({"params": params["decoder"]}, z)
-        error, amap = reconstruction_score(cfg.score, cfg.loss, x, recon)
+        error, amap = reconstruction_score(cfg.score, cfg.loss, x, recon, scale)
         prior_nll = 0.5 * jnp.sum(jnp.square(z)) + 0.5 * cfg.latent * math.log(2 * math.pi)
         return {
             "score": error + cfg.prior_weight * prior_nll / cfg.latent,

@@ -17,7 +17,7 @@ import optax
 
 from jax_anomaly.detectors import gan
 from jax_anomaly.detectors.base import Detector, per_sample_normal, register
-from jax_anomaly.image_scores import check_score, symmetric_image_score
+from jax_anomaly.image_scores import GAN_SCORES, check_score, split_scale, symmetric_image_score
 from jax_anomaly.training.losses import bce
 
 ANOGAN_LOSSES = ("tutorial", "paper")
@@ -41,8 +41,8 @@ class AnoGANConfig(gan.GANConfig):
         loss starts the descent (costs one forward pass each, no gradients).
       score: loss (the search loss at the found latent, default) or an image score of the
         residual G(z*) - x in its place: (1-λ)·score + λ·discrimination; mse, mean3, mean5,
-        gauss3, gauss5, pyramid, ssim; square images only (jax_anomaly.image_scores). The
-        search itself is unchanged.
+        gauss3, gauss5, pyramid, ssim, or one of them standardised (``mean3_std``, ...);
+        square images only (jax_anomaly.image_scores). The search itself is unchanged.
     """
 
     search_steps: int = 500
@@ -70,7 +70,7 @@ class AnoGANConfig(gan.GANConfig):
             raise ValueError(f"search_schedule must be 'constant' or 'cosine', got '{self.search_schedule}'")
         if self.search_init < 1:
             raise ValueError(f"search_init must be >= 1, got {self.search_init}")
-        check_score(self.score)
+        check_score(self.score, GAN_SCORES)
 
 
 PRESETS = {
@@ -119,6 +119,7 @@ def search_one(cfg: AnoGANConfig, models: gan.GANModels, params, x, z0) -> dict:
       dict of ``score`` (final loss), ``residual``, ``discrimination``, ``z`` (latent,) and
       ``reconstruction`` G(z*) (D,).
     """
+    params, scale = split_scale(params)
     g_params, d_params = params["generator"], params["discriminator"]
     real_features = None
     if cfg.loss == "paper":
@@ -141,7 +142,7 @@ def search_one(cfg: AnoGANConfig, models: gan.GANModels, params, x, z0) -> dict:
     loss, (residual, disc, gz) = loss_fn(z)
     out = {"score": loss, "residual": residual, "discrimination": disc, "z": z, "reconstruction": gz}
     if cfg.score != "loss":
-        residual, amap = symmetric_image_score(cfg.score, x, gz)
+        residual, amap = symmetric_image_score(cfg.score, x, gz, scale)
         out |= {"score": (1.0 - cfg.lam) * residual + cfg.lam * disc, "residual": residual, "map": amap}
     return out
 

@@ -10,7 +10,7 @@ from flax.training import train_state
 
 from jax_anomaly.config import TrainConfig
 from jax_anomaly.detectors.base import Detector, Phase, adam, register
-from jax_anomaly.image_scores import check_score, reconstruction_score
+from jax_anomaly.image_scores import check_score, reconstruction_score, split_scale
 from jax_anomaly.models import EncoderDecoder, autoencoder_pair, check_autoencoder_config
 from jax_anomaly.training import masked_mean
 from jax_anomaly.training.losses import RECONSTRUCTION_LOSSES, per_sample_loss
@@ -32,6 +32,8 @@ class AEConfig:
       score: loss (the per-sample training loss, default) or an image score of the residual:
         mse, mean3, mean5, gauss3, gauss5 (the residual averaged over a window, then squared),
         pyramid (multi-scale), ssim (1 - SSIM); square images only (jax_anomaly.image_scores).
+        A ``_std`` suffix (loss_std, mean3_std, ...) divides each pixel's map by a scale
+        fitted on the held-out normal maps.
       score_batch: samples per vmapped scoring chunk.
       arch: dense MLPs, conv (convolutional networks; square single-channel images), conv1d
         (1-D convolutions over a window's steps) or gru (recurrent; hidden[0] units).
@@ -121,8 +123,9 @@ def make_sample_scorer(cfg: AEConfig, n_features: int):
     model = build_model(cfg, n_features)
 
     def one(params, x):
+        params, scale = split_scale(params)
         recon = model.apply({"params": params}, x)
-        score, amap = reconstruction_score(cfg.score, cfg.loss, x, recon)
+        score, amap = reconstruction_score(cfg.score, cfg.loss, x, recon, scale)
         return {"score": score, "map": amap, "reconstruction": recon}
 
     return one

@@ -22,7 +22,7 @@ from flax.training import train_state
 from jax_anomaly.config import TrainConfig
 from jax_anomaly.detectors import anogan, gan
 from jax_anomaly.detectors.base import Detector, Fitted, Phase, adam, register
-from jax_anomaly.image_scores import check_score, symmetric_image_score
+from jax_anomaly.image_scores import GAN_SCORES, check_score, split_scale, symmetric_image_score
 from jax_anomaly.models import encoder_decoder
 from jax_anomaly.training import masked_mean
 
@@ -39,8 +39,8 @@ class FAnoGANConfig(gan.GANConfig):
       score_batch: samples per vmapped scoring chunk.
       score: the residual part of the score: loss (the izi_f loss's mean squared residual,
         default) or an image score of the residual G(E(x)) - x: mse, mean3, mean5, gauss3,
-        gauss5, pyramid, ssim; square images only (jax_anomaly.image_scores). Training is
-        unchanged.
+        gauss5, pyramid, ssim, or one of them standardised (``mean3_std``, ...); square
+        images only (jax_anomaly.image_scores). Training is unchanged.
     """
 
     kappa: float = 1.0
@@ -61,7 +61,7 @@ class FAnoGANConfig(gan.GANConfig):
             raise ValueError(f"encoder_epochs must be >= 1, got {self.encoder_epochs}")
         if self.score_batch < 1:
             raise ValueError(f"score_batch must be >= 1, got {self.score_batch}")
-        check_score(self.score)
+        check_score(self.score, GAN_SCORES)
 
 
 # AnoGAN's GANs (its search-only presets left out).
@@ -125,8 +125,9 @@ def make_sample_scorer(cfg: FAnoGANConfig, n_features: int):
         return loss_of
 
     def one(params, x):
+        params, scale = split_scale(params)
         out = loss_of(params, x)
-        residual, amap = symmetric_image_score(cfg.score, x, out["reconstruction"])
+        residual, amap = symmetric_image_score(cfg.score, x, out["reconstruction"], scale)
         return {**out, "score": residual + cfg.kappa * out["feature"], "residual": residual, "map": amap}
 
     return one

@@ -14,13 +14,19 @@ from flax.training import train_state
 
 from jax_anomaly.config import TrainConfig
 from jax_anomaly.detectors.base import Detector, Phase, adam, per_sample_normal, register
-from jax_anomaly.image_scores import IMAGE_SCORES, image_score, square_side
+from jax_anomaly.image_scores import (
+    IMAGE_SCORES,
+    STANDARDISED_IMAGE_SCORES,
+    image_score,
+    split_scale,
+    square_side,
+)
 from jax_anomaly.models import check_autoencoder_config, encoder_decoder
 from jax_anomaly.training import masked_mean
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 # Its own scores, then the image scores of the decoder mean at mu(x) ("recon" is their "mse").
-SCORES = ("recon_prob", "elbo", "recon", *IMAGE_SCORES[1:])
+SCORES = ("recon_prob", "elbo", "recon", *IMAGE_SCORES[1:], *STANDARDISED_IMAGE_SCORES)
 _OWN = SCORES[:3]
 # Floor of the Gaussian decoder's log-variance: pixels that are exactly 0 in every normal
 # image would otherwise drive the variance to 0 and the likelihood to infinity.
@@ -46,8 +52,9 @@ class VAEConfig:
       score: ``'recon_prob'`` (default): -log of the reconstruction probability
         (1/L) Σ_l p(x | z_l), z_l ~ q(z|x) (An & Cho 2015); ``'elbo'``: the negative ELBO
         (β = 1) with L samples; ``'recon'``: squared error of the decoder mean at z = μ(x);
-        or an image score of that mean (mean3, mean5, gauss3, gauss5, pyramid, ssim;
-        jax_anomaly.image_scores). The first three are returned by ``score`` whichever is chosen.
+        or an image score of that mean (mean3, mean5, gauss3, gauss5, pyramid, ssim, or
+        one of them standardised: mse_std, mean3_std, ...; jax_anomaly.image_scores). The
+        first three are returned by ``score`` whichever is chosen.
       mc_samples: L, Monte-Carlo samples per test sample.
       score_batch: samples per vmapped scoring chunk.
     """
@@ -191,6 +198,7 @@ def make_sample_scorer(cfg: VAEConfig, n_features: int):
     encode, decode, kl = make_parts(cfg, n_features)
 
     def one(params, x, eps):
+        params, scale = split_scale(params)
         mu, logvar = encode(params, x)
         z = mu + jnp.exp(0.5 * logvar) * eps  # (L, latent)
         _, log_lik = decode(params, z)
@@ -200,7 +208,7 @@ def make_sample_scorer(cfg: VAEConfig, n_features: int):
         image, amap = (
             (recon, jnp.square(mean - x))
             if cfg.score in _OWN
-            else image_score(cfg.score, x, mean, square_side(n_features, cfg.score))
+            else image_score(cfg.score, x, mean, square_side(n_features, cfg.score), scale)
         )
         neg_elbo = -jnp.mean(log_liks) + kl(mu, logvar)
         recon_prob = -(jax.nn.logsumexp(log_liks) - jnp.log(cfg.mc_samples))
