@@ -135,12 +135,8 @@ def fit_calibrated(
             detector, fitted, calibration, key=score_key, devices=LOCAL if gather else devices, gather=gather
         )
         bar = Progress(len(calibration), "score held-out normals", unit="samples", enabled=progress)
-        if gather:
-            out = gather_shares(
-                _score(detector, fitted, calibration, score_key, LOCAL, bar, standardise=None)
-            )
-        else:
-            out = _score(detector, fitted, calibration, score_key, devices, bar, standardise=None)
+        out = _score(detector, fitted, calibration, score_key, LOCAL if gather else devices, bar, None)
+        out = gather_shares(out) if gather else out
         seconds = time.perf_counter() - t0
     standardise = None
     scores = out["score"]

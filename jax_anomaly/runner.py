@@ -105,7 +105,7 @@ def data_share(cfg: RunConfig, detector) -> tuple[int, int] | None:
     statistics of the whole training set. None (every process reads all rows) with one
     process, for an ensemble (its models, split over the processes, each need all rows)
     and for such detectors (the AAE's input standardisation)."""
-    if jax.process_count() == 1 or cfg.ensemble > 1 or any(p.prepare_state for p in detector.phases):
+    if jax.process_count() == 1 or cfg.ensemble > 1 or detector.needs_every_row:
         return None
     return jax.process_index(), jax.process_count()
 

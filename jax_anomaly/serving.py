@@ -141,16 +141,15 @@ def export_scorer(
                 f"detector '{detector.name}' draws random numbers when scoring (PRNG keys in the graph), "
                 "which jax2onnx cannot convert: export it as StableHLO (the default format)"
             )
-        model = onnx_model(fn, spec)
-        path.mkdir(parents=True, exist_ok=True)
-        (path / ONNX_MODULE).write_bytes(model.SerializeToString())
+        payload = onnx_model(fn, spec).SerializeToString()
         module, targets, convention = ONNX_MODULE, ["onnxruntime"], None
     else:
         exported = jax.export.export(jax.jit(fn), platforms=platforms)(spec)
-        path.mkdir(parents=True, exist_ok=True)
-        (path / MODULE).write_bytes(exported.serialize())
+        payload = exported.serialize()
         module, targets = MODULE, list(exported.platforms)
         convention = exported.calling_convention_version
+    path.mkdir(parents=True, exist_ok=True)
+    (path / module).write_bytes(payload)
     config = fitted.configs[0] if isinstance(fitted, FittedStack) else fitted.config
     manifest = {
         "format": FORMATS[format],

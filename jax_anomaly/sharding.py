@@ -121,13 +121,18 @@ def process_share(n: int, index: int | None = None, count: int | None = None) ->
     return row_share(n, index, jax.process_count() if count is None else count)
 
 
+def mesh_processes(mesh: Mesh) -> list[int]:
+    """The indices of the processes whose devices ``mesh`` spans, sorted."""
+    return sorted({d.process_index for d in mesh.devices.flat})
+
+
 def device_shards(n: int, mesh: Mesh) -> list[tuple[int, int]]:
     """``(start, count)`` of the training rows each device of ``mesh`` holds, in mesh order:
     each process's ``process_share`` of ``n`` split into contiguous runs of
     ``ceil(share / its devices)`` rows over its devices. With one process this is ``n`` split
     over the devices; with one device per process, the process shares themselves."""
     devices = list(mesh.devices.flat)
-    processes = sorted({d.process_index for d in devices})
+    processes = mesh_processes(mesh)
     shards = {}
     for rank, p in enumerate(processes):
         share = process_share(n, rank, len(processes))
@@ -146,7 +151,7 @@ def place_shards(tree, n: int, mesh: Mesh, local: bool):
     ``n`` rows; else all of them. Returns ``(arrays, counts)``, counts the real rows per device."""
     shards = device_shards(n, mesh)
     size = max(1, max(c for _, c in shards))
-    processes = sorted({d.process_index for d in mesh.devices.flat})
+    processes = mesh_processes(mesh)
     offset = process_share(n, processes.index(jax.process_index()), len(processes)).start if local else 0
     sharding = rows(mesh)
 
@@ -204,7 +209,7 @@ def replicate(tree, mesh: Mesh):
             return a.addressable_data(0)
         return a
 
-    if len({d.process_index for d in mesh.devices.flat}) == 1 and jax.process_count() > 1:
+    if len(mesh_processes(mesh)) == 1 and jax.process_count() > 1:
         tree = jax.tree.map(local_copy, tree)
     return jax.device_put(tree, replicated(mesh))
 
@@ -257,7 +262,7 @@ def map_samples(fn: Callable, mesh: Mesh, params, *xs) -> dict:
     n = len(xs[0])
     params, xs = place_samples(mesh, params, *xs)
     out = fn(params, *xs)
-    if len({d.process_index for d in mesh.devices.flat}) > 1:  # rows on other hosts too: gather them
+    if len(mesh_processes(mesh)) > 1:  # rows on other hosts too: gather them
         out = multihost_utils.process_allgather(out, tiled=True)
     return jax.tree.map(lambda a: np.asarray(a)[:n], out)
 

@@ -18,6 +18,28 @@ _IDX_DTYPES = {
 }
 
 
+def parse_header(raw: bytes, *, source: str = "<bytes>") -> tuple[np.dtype, tuple[int, ...], int]:
+    """``(dtype, dims, header bytes)`` from the start of an IDX file (at least its header).
+
+    Raises:
+      ValueError: a bad magic number, an unknown data type or a truncated header.
+    """
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+        raise ValueError(f"{source}: not an IDX file (bad magic number)")
+    type_code, ndim = raw[2], raw[3]
+    if type_code not in _IDX_DTYPES:
+        raise ValueError(f"{source}: unknown IDX data type 0x{type_code:02x}")
+    header_end = 4 + 4 * ndim
+    if len(raw) < header_end:
+        raise ValueError(f"{source}: truncated IDX header")
+    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    return _IDX_DTYPES[type_code], dims, header_end
+
+
+def _opener(path: str):
+    return gzip.open if path.endswith(".gz") else open
+
+
 def parse_idx(raw: bytes, *, source: str = "<bytes>") -> np.ndarray:
     """Parses the bytes of one IDX file.
 
@@ -31,16 +53,7 @@ def parse_idx(raw: bytes, *, source: str = "<bytes>") -> np.ndarray:
     Raises:
       ValueError: if the header is malformed or the payload size does not match.
     """
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
-        raise ValueError(f"{source}: not an IDX file (bad magic number)")
-    type_code, ndim = raw[2], raw[3]
-    if type_code not in _IDX_DTYPES:
-        raise ValueError(f"{source}: unknown IDX data type 0x{type_code:02x}")
-    header_end = 4 + 4 * ndim
-    if len(raw) < header_end:
-        raise ValueError(f"{source}: truncated IDX header")
-    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    dtype = _IDX_DTYPES[type_code]
+    dtype, dims, header_end = parse_header(raw, source=source)
     expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
     if len(raw) - header_end != expected:
         raise ValueError(
@@ -53,9 +66,8 @@ def parse_idx(raw: bytes, *, source: str = "<bytes>") -> np.ndarray:
 def read_idx(path: str | os.PathLike) -> np.ndarray:
     """Reads an IDX file, gzip-compressed (``.gz``) or raw."""
     path = os.fspath(path)
-    opener = gzip.open if path.endswith(".gz") else open
     try:
-        with opener(path, "rb") as f:
+        with _opener(path)(path, "rb") as f:
             raw = f.read()
     except (OSError, EOFError) as e:
         raise ValueError(f"cannot read IDX file {path}: {e}") from e
@@ -71,17 +83,14 @@ class IdxRows:
 
     def __init__(self, path: str | os.PathLike):
         self.path = os.fspath(path)
-        opener = gzip.open if self.path.endswith(".gz") else open
+        self._opener = _opener(self.path)
         try:
-            with opener(self.path, "rb") as f:
+            with self._opener(self.path, "rb") as f:
                 head = f.read(4)
-                if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in _IDX_DTYPES:
-                    raise ValueError(f"{self.path}: not an IDX file (bad magic number)")
-                dims = tuple(int(d) for d in np.frombuffer(f.read(4 * head[3]), dtype=">u4"))
+                head += f.read(4 * head[3]) if len(head) == 4 else b""
         except (OSError, EOFError) as e:
             raise ValueError(f"cannot read IDX file {self.path}: {e}") from e
-        self.dtype, self.shape, self._opener = _IDX_DTYPES[head[2]], dims, opener
-        self._offset = 4 + 4 * len(dims)
+        self.dtype, self.shape, self._offset = parse_header(head, source=self.path)
 
     def __len__(self) -> int:
         return self.shape[0]

@@ -136,6 +136,12 @@ class Detector:
 
     # ---- configuration and input range ----------------------------------------------
 
+    @property
+    def needs_every_row(self) -> bool:
+        """A phase sets its state from statistics of the training data (``prepare_state``: the
+        AAE's input standardisation), so each process must train on every row, not a share."""
+        return any(phase.prepare_state for phase in self.phases)
+
     def config(self, preset: str | None = None, dataset: str = "", **overrides):
         """The preset's config (by name, or the one for ``dataset``) with ``overrides``."""
         name = preset or self.dataset_presets.get(dataset, self.default_preset)
@@ -195,7 +201,7 @@ class Detector:
     ) -> Fitted:
         """``fit`` for data already checked (float32, finite, (N, D); ``x_val`` None or checked).
         ``total_rows``: ``x_train`` is this process's share of that many rows (``fit_loop``)."""
-        if total_rows is not None and any(phase.prepare_state for phase in self.phases):
+        if total_rows is not None and self.needs_every_row:
             raise ValueError(
                 f"detector '{self.name}' sets its state from statistics of the training data: "
                 "it trains on every row in each process, not on a share"

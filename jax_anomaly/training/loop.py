@@ -272,10 +272,8 @@ def fit_loop(
     drop_remainder, checkpoint_every = train.drop_remainder, train.checkpoint_every or 1
     local = len(jax.tree.leaves(data)[0])
     n = local if total_rows is None else int(total_rows)
-    if total_rows is not None and local != len(range(n)[process_share(n)]):
-        raise ValueError(
-            f"this process holds {local} training rows; its share of {n} is {len(range(n)[process_share(n)])}"
-        )
+    if total_rows is not None and local != (mine := len(range(n)[process_share(n)])):
+        raise ValueError(f"this process holds {local} training rows; its share of {n} is {mine}")
     if n < 1:
         raise ValueError("no training data")
     if patience is not None and (patience < 1 or eval_fn is None):
