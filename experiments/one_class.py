@@ -19,7 +19,6 @@ CLI's path; both give the same models. ``--quick`` trains 1 epoch on classes 0, 
 from __future__ import annotations
 
 import argparse
-import ast
 import io
 import json
 import sys
@@ -29,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from jax_anomaly import DataConfig, RunConfig, TrainConfig, fitting, pages, plotting, run
-from jax_anomaly.config import to_dict
+from jax_anomaly.config import parse_override, to_dict
 from jax_anomaly.data.one_class import PUBLISHED_MEAN_AUROC
 from jax_anomaly.detectors import detector_names, get_detector
 from jax_anomaly.detectors.stack import fit_stack_detector
@@ -100,16 +99,6 @@ def parse_args(argv=None):
             "--separate/--runs train one model per class: run them once per seed (--seed S), not --ensemble"
         )
     return args
-
-
-def parse_override(text: str) -> tuple[str, object]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise ValueError(f"--model takes KEY=VALUE, got {text!r}")
-    try:
-        return key, ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        return key, value  # a bare word such as gaussian
 
 
 def parse_classes(text: str) -> list[int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import dataclasses
 import inspect
@@ -147,6 +148,22 @@ def replace(cfg, **overrides):
     if unknown:
         raise ValueError(f"{type(cfg).__name__} has no option(s) {unknown}; options: {sorted(names)}")
     return dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    """``'KEY=VALUE'`` -> ``(key, value)``: the value a Python literal (``latent=16``,
+    ``hidden=(512, 256)``) or else the bare word (``loss=bce``), for ``replace``.
+
+    Raises:
+      ValueError: no ``=`` or no key.
+    """
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ValueError(f"--model takes KEY=VALUE, got {text!r}")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
 
 
 def to_dict(cfg) -> dict:

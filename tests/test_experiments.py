@@ -87,3 +87,16 @@ def test_one_class_stacked_table_with_a_standardised_score_equals_separate_runs(
     for a, b in zip(stacked["classes"], separate["classes"], strict=True):
         assert abs(a["auroc"] - b["auroc"]) < 1e-6
     assert stacked["classes"][0]["model"]["score"] == "mean3_std"
+
+
+def test_image_scores_table_of_a_model_variant(tmp_path):
+    table = _module("image_scores").main(
+        ["--dataset", "digits", "--quick", "--out", str(tmp_path), "--model", "latent=4", "--tag", "l4"]
+    )
+    assert table["model"]["latent"] == 4 and [r["class"] for r in table["classes"]] == [0, 1]
+    assert set(table["mean"]) >= {"loss", "mean3", "peak3", "peak3_std"}
+    # after one epoch, digit 0 is already told from the other digits (digit 1 is not yet)
+    assert min(table["classes"][0]["auroc"][s] for s in ("loss", "mean3", "peak3")) > 80
+    assert set(table["fpr"]) == set(table["mean"]) and all(0 <= v <= 100 for v in table["fpr"].values())
+    text = (tmp_path / "image_scores_digits_l4_quick.md").read_text()
+    assert "D-256-128-4" in text and "peak3" in text and "test normals flagged" in text

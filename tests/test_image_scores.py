@@ -13,7 +13,9 @@ from jax_anomaly.config import TrainConfig
 from jax_anomaly.detectors import get_detector
 from jax_anomaly.image_scores import (
     IMAGE_SCORES,
+    PEAK_FRACTION,
     PIXEL_SCALE,
+    aggregate,
     image_score,
     pixel_scale,
     reconstruction_score,
@@ -22,7 +24,7 @@ from jax_anomaly.image_scores import (
 from jax_anomaly.training.losses import per_sample_loss
 
 SIDE = 12
-POOLED = ("mean3", "mean5", "gauss3", "gauss5", "pyramid")
+POOLED = ("mean3", "mean5", "gauss3", "gauss5", "pyramid", "peak3")
 
 
 def _images():
@@ -46,11 +48,33 @@ def test_a_coherent_blob_scores_higher_than_the_same_energy_as_noise(name):
 
 
 @pytest.mark.parametrize("name", IMAGE_SCORES)
-def test_maps_have_the_image_shape_and_average_to_the_score(name):
+def test_maps_have_the_image_shape_and_aggregate_to_the_score(name):
     blob, _, blank = _images()
     score, amap = jax.jit(image_score, static_argnums=(0, 3))(name, blob, blank + 0.1, SIDE)
-    assert amap.shape == (SIDE * SIDE,) and float(score) == pytest.approx(float(jnp.mean(amap)), rel=1e-5)
+    assert amap.shape == (SIDE * SIDE,) and float(score) == pytest.approx(
+        float(aggregate(name, amap)), rel=1e-5
+    )
+    if name != "peak3":  # every other score is its map's mean
+        assert float(score) == pytest.approx(float(jnp.mean(amap)), rel=1e-5)
     assert float(image_score(name, blank, blank, SIDE)[0]) == pytest.approx(0.0, abs=1e-6)  # perfect: 0
+
+
+def test_peak3_is_the_top_fraction_of_the_mean3_map_and_ranks_a_local_defect_first():
+    """A 2x2 defect against a faint residual over the whole image: the mean of the mean3 map
+    ranks the faint one higher, peak3 (its top 10 % of pixels, by hand here) the defect."""
+    blank = np.zeros(SIDE * SIDE, np.float32)
+    defect = np.zeros((SIDE, SIDE), np.float32)
+    defect[5:7, 5:7] = 0.6
+    defect, faint = defect.reshape(-1), np.full(SIDE * SIDE, 0.12, np.float32)
+    for x in (defect, faint):
+        peak, amap = image_score("peak3", x, blank, SIDE)
+        mean3, mean3_map = image_score("mean3", x, blank, SIDE)
+        np.testing.assert_allclose(amap, mean3_map)
+        k = int(np.ceil(PEAK_FRACTION * SIDE * SIDE))
+        assert float(peak) == pytest.approx(float(np.sort(np.asarray(amap))[-k:].mean()), rel=1e-6)
+    mean3 = [float(image_score("mean3", x, blank, SIDE)[0]) for x in (defect, faint)]
+    peak = [float(image_score("peak3", x, blank, SIDE)[0]) for x in (defect, faint)]
+    assert mean3[1] > mean3[0] and peak[0] > 1.5 * peak[1]
 
 
 def test_the_loss_score_is_the_training_loss():

@@ -107,7 +107,7 @@ def test_export_errors(tmp_path):
 @pytest.mark.parametrize(
     "cls,params",
     [
-        (ja.AutoEncoder, {"model": {"score": "mean3_std"}}),  # a convolution, the fitted pixel scale
+        (ja.AutoEncoder, {"model": {"score": "peak3_std"}}),  # a convolution, the pixel scale, top_k
         (ja.AutoEncoder, {"n_models": 3}),  # the ensemble's standardised mean
         (ja.AdversarialAutoEncoder, {}),
         (ja.FAnoGAN, {}),

@@ -36,7 +36,7 @@ class AAEConfig:
       output_activation: sigmoid (data in [0, 1]) or linear.
       loss: mse or bce: the reconstruction loss (and, with score loss, the score's error part).
       score: the score's error part: loss (default) or an image score (mse, mean3, mean5,
-        gauss3, gauss5, pyramid, ssim; square images; jax_anomaly.image_scores), either
+        gauss3, gauss5, pyramid, ssim, peak3; square images; jax_anomaly.image_scores), either
         with a ``_std`` suffix: standardised by a per-pixel scale of the held-out normals.
       d_hidden: the latent discriminator's hidden layers (``latent -> d_hidden -> 1``).
       prior_weight: score = reconstruction error + ``prior_weight`` · (-log N(z; 0, I)) / latent

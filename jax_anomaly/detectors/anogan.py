@@ -41,7 +41,7 @@ class AnoGANConfig(gan.GANConfig):
         loss starts the descent (costs one forward pass each, no gradients).
       score: loss (the search loss at the found latent, default) or an image score of the
         residual G(z*) - x in its place: (1-λ)·score + λ·discrimination; mse, mean3, mean5,
-        gauss3, gauss5, pyramid, ssim, or one of them standardised (``mean3_std``, ...);
+        gauss3, gauss5, pyramid, ssim, peak3, or one of them standardised (``mean3_std``, ...);
         square images only (jax_anomaly.image_scores). The search itself is unchanged.
     """
 

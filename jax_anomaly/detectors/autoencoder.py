@@ -31,7 +31,8 @@ class AEConfig:
       loss: mse or bce: the training loss (and, with score loss, the anomaly score).
       score: loss (the per-sample training loss, default) or an image score of the residual:
         mse, mean3, mean5, gauss3, gauss5 (the residual averaged over a window, then squared),
-        pyramid (multi-scale), ssim (1 - SSIM); square images only (jax_anomaly.image_scores).
+        pyramid (multi-scale), ssim (1 - SSIM), peak3 (the top 10 % of the mean3 map); square
+        images only (jax_anomaly.image_scores).
         A ``_std`` suffix (loss_std, mean3_std, ...) divides each pixel's map by a scale
         fitted on the held-out normal maps.
       score_batch: samples per vmapped scoring chunk.

@@ -39,7 +39,7 @@ class FAnoGANConfig(gan.GANConfig):
       score_batch: samples per vmapped scoring chunk.
       score: the residual part of the score: loss (the izi_f loss's mean squared residual,
         default) or an image score of the residual G(E(x)) - x: mse, mean3, mean5, gauss3,
-        gauss5, pyramid, ssim, or one of them standardised (``mean3_std``, ...); square
+        gauss5, pyramid, ssim, peak3, or one of them standardised (``mean3_std``, ...); square
         images only (jax_anomaly.image_scores). Training is unchanged.
     """
 

@@ -52,7 +52,7 @@ class VAEConfig:
       score: ``'recon_prob'`` (default): -log of the reconstruction probability
         (1/L) Σ_l p(x | z_l), z_l ~ q(z|x) (An & Cho 2015); ``'elbo'``: the negative ELBO
         (β = 1) with L samples; ``'recon'``: squared error of the decoder mean at z = μ(x);
-        or an image score of that mean (mean3, mean5, gauss3, gauss5, pyramid, ssim, or
+        or an image score of that mean (mean3, mean5, gauss3, gauss5, pyramid, ssim, peak3, or
         one of them standardised: mse_std, mean3_std, ...; jax_anomaly.image_scores). The
         first three are returned by ``score`` whichever is chosen.
       mc_samples: L, Monte-Carlo samples per test sample.
