@@ -78,10 +78,17 @@ def methods() -> tuple[str, ...]:
     return (*detector_names(), *BASELINES)
 
 
+# The preset a detector may have for windows of a series; where it has none, its default.
+SERIES_PRESET = "series"
+
+
 def series_config(method: str, n_channels: int, preset: str | None = None, model: dict | None = None):
     """A registered detector's config for windows of a ``n_channels`` series: the preset (None:
-    its default preset) with ``model`` overrides, and ``in_channels`` where it has that field."""
+    its ``SERIES_PRESET`` where it has one, else its default preset) with ``model`` overrides,
+    and ``in_channels`` where it has that field."""
     detector = get_detector(method)
+    if preset is None and SERIES_PRESET in detector.presets:
+        preset = SERIES_PRESET
     overrides = dict(model or {})
     if "in_channels" in {f.name for f in dataclasses.fields(detector.config_cls)}:
         overrides.setdefault("in_channels", n_channels)
