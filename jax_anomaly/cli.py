@@ -128,12 +128,17 @@ def detector_options() -> dict[str, list[str]]:
     return owners
 
 
+def _series_only() -> tuple[str, ...]:
+    """The time series baselines that are not also registered detectors (``zscore``, ...)."""
+    return tuple(b for b in BASELINES if b not in detector_names())
+
+
 def _add_run_flags(p: argparse.ArgumentParser, *, defaults: dict) -> None:
 
     add_config_flags(p.add_argument_group("data"), DataConfig, defaults=defaults)
     g = p.add_argument_group("run")
     add_config_flags(g, RunConfig, defaults=defaults, only=("detector",))
-    p._option_string_actions["--detector"].choices = [*detector_names(), *BASELINES]
+    p._option_string_actions["--detector"].choices = [*detector_names(), *_series_only()]
     p._option_string_actions["--detector"].help += f" (time series also: {', '.join(BASELINES)})"
     add_config_flags(g, RunConfig, defaults=defaults, only=("preset", "seed", "out", "precision", "ensemble"))
     g.add_argument(
@@ -199,7 +204,82 @@ def build_parser() -> argparse.ArgumentParser:
     launch.add_argument("--port", type=int, help="coordinator port on localhost (default: a free one)")
     launch.add_argument("command_args", nargs=argparse.REMAINDER, metavar="-- COMMAND ...")
     add_bench_parser(sub)
+    _add_suite_parser(sub)
     return parser
+
+
+def _add_suite_parser(sub) -> None:
+    from jax_anomaly.suites import SUITES
+
+    p = sub.add_parser(
+        "suite",
+        help="run a benchmark suite (adbench, ucr, magnetic_tile, one_class), published results beside",
+        description="Runs every (detector, set, seed) cell not yet recorded in the output folder and "
+        "writes table.md, table.json, ranks.png and index.html there. Rerun the same command to "
+        "continue an interrupted suite.",
+    )
+    p.add_argument("name", choices=list(SUITES), help="the suite")
+    p.add_argument("--detectors", help="comma-separated detectors (default: the suite's)")
+    p.add_argument("--seeds", help="comma-separated seeds or a range 0-4 (default: the suite's)")
+    p.add_argument("--sets", help="comma-separated set names (default: all the suite's sets)")
+    p.add_argument("--every", type=int, default=1, help="every K-th set only, for a quick subset")
+    p.add_argument("--out", help="the suite's folder (default: results/suites/NAME)")
+    p.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a protocol option, e.g. protocol=unsup or max_rows=50000 (adbench), size=128 (magnetic_tile)",
+    )
+    p.add_argument("--data-dir", help="data root searched first")
+    p.add_argument("--retry-failed", action="store_true", help="run cells recorded as failed again")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+
+
+def _split_list(text: str | None) -> list[str] | None:
+    return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
+
+
+def run_suite_command(args) -> None:
+    from jax_anomaly.config import parse_override
+    from jax_anomaly.suites import run_suite
+
+    options = dict(parse_override(o) for o in args.option)
+    if args.data_dir:
+        options["data_dir"] = args.data_dir
+    seeds = None
+    if args.seeds:
+        seeds = _parse_seeds(args.seeds)
+    table = run_suite(
+        args.name,
+        detectors=_split_list(args.detectors),
+        seeds=seeds,
+        sets=_split_list(args.sets),
+        every=args.every,
+        out=args.out,
+        options=options,
+        progress=not args.quiet,
+        retry_failed=args.retry_failed,
+    )
+    means, ranks = table.means(), table.ranks()
+    for det in table.ours:
+        extra = f"  average rank {ranks[det]:.2f} of {len(ranks)}" if det in ranks else ""
+        mean = means.get(det)
+        text = f"{mean:.{3 if table.scale == 1 else 1}f}" if mean is not None else "n/a"
+        print(f"{det}: mean {table.metric} {text} over {len(table.ours[det])} sets{extra}")
+    if table.failed:
+        print(f"{len(table.failed)} cell(s) failed; see table.md")
+
+
+def _parse_seeds(text: str) -> list[int]:
+    """``0-4`` or ``0,2,5`` as a list of integers."""
+    try:
+        if "-" in text:
+            lo, hi = (int(v) for v in text.split("-"))
+            return list(range(lo, hi + 1))
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"seeds must be like 0-4 or 0,2,5; got '{text}'") from None
 
 
 def _values(cls, args, names=None) -> dict:
@@ -214,11 +294,12 @@ def _values(cls, args, names=None) -> dict:
 def config_from_args(args: argparse.Namespace):
     """A ``RunConfig`` from parsed flags (validates everything, raising ``ValueError``)."""
 
-    if args.detector in BASELINES and not is_series(args.dataset):
+    if args.detector in _series_only() and not is_series(args.dataset):
         raise ValueError(
             f"--detector {args.detector} is a time series baseline; use it with a series data set"
         )
-    detector = None if args.detector in BASELINES else get_detector(args.detector)
+    series_baseline = args.detector in BASELINES and is_series(args.dataset)
+    detector = None if series_baseline else get_detector(args.detector)
     fields = {f.name for f in dataclasses.fields(detector.config_cls)} if detector else set()
     model = {}
     for dest, value in vars(args).items():
@@ -294,6 +375,9 @@ def main(argv: list[str] | None = None) -> int:
             return launch(args.processes, args.command_args, port=args.port)
         if args.command == "bench":
             run_bench(args)
+            return 0
+        if args.command == "suite":
+            run_suite_command(args)
             return 0
         if args.command == "report":
             if len(args.runs) == 1:

@@ -77,9 +77,10 @@ class DataConfig:
     """Which data, which classes are normal, and how it is split.
 
     Attributes:
-      dataset: mnist, fashion_mnist, digits, synthetic, npz:PATH or csv:PATH; or a time series:
+      dataset: mnist, fashion_mnist, digits, synthetic, npz:PATH, csv:PATH, adbench:NAME, magnetic_tile or
+        folder:PATH (images: a folder of normal images "good", one folder per defect kind); or a time series:
         ucr_internal_bleeding16, ecg_diff_count_3[_unsupervised], ts_synthetic[_point,
-        _contextual, _collective], ts:PATH[@N] or ts:TRAIN,TEST.
+        _contextual, _collective], ucr:ID (UCR anomaly archive), ts:PATH[@N] or ts:TRAIN,TEST.
       normal: normal class(es), e.g. 0 or 0,1,2,3,4.
       val_fraction: share of the normal training data held out (seeded) for the threshold
         and early stopping.

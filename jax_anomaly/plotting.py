@@ -191,3 +191,16 @@ def plot_series(path, series, scores, threshold, events=(), title="") -> None:
     top.set_title(title, fontsize=10)
     bottom.set_xlabel("point"), bottom.set_ylabel("score"), bottom.legend(fontsize=7, loc="upper left")
     _save(fig, path)
+
+
+def plot_ranks(path, ranks: dict[str, float], ours, title: str, xlabel: str) -> None:
+    """A horizontal bar per method of its average rank, best on top; ``ours`` in orange."""
+    plt = _plt()
+    names = sorted(ranks, key=ranks.get)[::-1]
+    fig, ax = plt.subplots(figsize=(7, 0.28 * len(names) + 1))
+    ax.barh(
+        names, [ranks[n] for n in names], color=["tab:orange" if n in ours else "tab:grey" for n in names]
+    )
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    _save(fig, path)

@@ -122,7 +122,8 @@ def load_series(
     synthetic: dict | None = None,
 ) -> Series:
     """A series by name: one of ``NAMED_SERIES``, ``ts_synthetic[_KIND]`` (``make_series``, options
-    in ``synthetic``, seeded by ``seed``), ``ts:PATH`` (the last ``test_fraction`` of the points
+    in ``synthetic``, seeded by ``seed``), ``ucr:ID`` (a UCR archive series: its training part,
+    then the rest as the test part), ``ts:PATH`` (the last ``test_fraction`` of the points
     are the test part), ``ts:PATH@N`` (the first N points train) or ``ts:TRAIN,TEST``.
 
     Raises:
@@ -137,8 +138,16 @@ def load_series(
     if name in SYNTHETIC_SERIES:
         kind = name.removeprefix("ts_synthetic").lstrip("_") or "mixed"
         return make_series(kind=kind, seed=seed, **(synthetic or {}))
+    if name.startswith("ucr:"):
+        from jax_anomaly.data.collections import load_ucr
+
+        u = load_ucr(name, data_dir)
+        x, y = u.values.astype(np.float32)[:, None], u.labels
+        return _series(name, x[: u.train_end], y[: u.train_end], x[u.train_end :], y[u.train_end :])
     if not name.startswith("ts:"):
-        raise ValueError(f"unknown series '{name}'; expected one of {', '.join(series_names())} or ts:PATH")
+        raise ValueError(
+            f"unknown series '{name}'; expected one of {', '.join(series_names())}, ucr:ID or ts:PATH"
+        )
     spec = name[3:]
     if "," in spec:
         train_path, test_path = spec.split(",", 1)
@@ -171,7 +180,7 @@ def series_names() -> tuple[str, ...]:
 
 def is_series(name: str) -> bool:
     """Whether a data set name denotes a time series."""
-    return name in NAMED_SERIES or name in SYNTHETIC_SERIES or name.startswith("ts:")
+    return name in NAMED_SERIES or name in SYNTHETIC_SERIES or name.startswith(("ts:", "ucr:"))
 
 
 # ---- synthetic series -----------------------------------------------------------------

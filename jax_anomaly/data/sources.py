@@ -275,7 +275,8 @@ def load_dataset(
     lazy: bool = False,
 ) -> Dataset:
     """Loads a data set by name: ``mnist``, ``fashion_mnist``, ``digits``, ``synthetic``,
-    ``npz:PATH`` or ``csv:PATH``. ``lazy``: IDX images are read only when rows are taken
+    ``npz:PATH``, ``csv:PATH``, ``adbench:NAME``, ``magnetic_tile`` or ``folder:PATH``.
+    ``lazy``: IDX images are read only when rows are taken
     (``load_idx_dataset``); the other sources are small and load whole.
 
     Data sets without their own test split get a seeded stratified split of
@@ -300,6 +301,55 @@ def load_dataset(
         return Dataset("synthetic", **_stratified_split(x, y, test_fraction, seed))
     if dataset.startswith(("npz:", "csv:")):
         return load_tabular_file(dataset, label_column=label_column, test_fraction=test_fraction, seed=seed)
+    if dataset.startswith("adbench:"):
+        return load_adbench_dataset(dataset, data_dir, seed)
+    if dataset == "magnetic_tile" or dataset.startswith("folder:"):
+        return load_image_dataset(dataset, data_dir, seed)
     raise ValueError(
-        f"unknown data set '{dataset}'; expected one of {', '.join(BUILTIN_DATASETS)}, npz:PATH, csv:PATH"
+        f"unknown data set '{dataset}'; expected one of {', '.join(BUILTIN_DATASETS)}, npz:PATH, csv:PATH, "
+        "adbench:NAME, magnetic_tile, folder:PATH"
+    )
+
+
+def load_adbench_dataset(spec: str, data_dir: str | None, seed: int) -> Dataset:
+    """``adbench:NAME`` in DTE's semi-supervised protocol (``collections.protocol_split``):
+    the training split holds normal rows only, standardised."""
+    from jax_anomaly.data.collections import load_adbench, protocol_split
+
+    x, y = load_adbench(spec.partition(":")[2], data_dir)
+    split = protocol_split(x, y, protocol="semi", seed=seed)
+    return Dataset(
+        spec,
+        x_train=split.x_train,
+        y_train=np.zeros(len(split.x_train), np.int64),
+        x_test=split.x_test,
+        y_test=split.y_test,
+    )
+
+
+# Size of the images of ``folder:PATH`` and ``magnetic_tile`` as data sets (grey, resized).
+IMAGE_SIZE = 64
+
+
+def load_image_dataset(spec: str, data_dir: str | None, seed: int) -> Dataset:
+    """``magnetic_tile`` or ``folder:PATH`` (anomalib's Folder layout, normal folder ``good``)
+    as grey IMAGE_SIZE x IMAGE_SIZE images: a seeded 80 % of the normal images train, the rest
+    and every defective image test (label 1 = defective)."""
+    from jax_anomaly.data.images import image_split, load_image_folder, load_magnetic_tile
+
+    if spec == "magnetic_tile":
+        images = load_magnetic_tile(data_dir, size=IMAGE_SIZE)
+    else:
+        images = load_image_folder(spec.partition(":")[2], size=IMAGE_SIZE)
+    train, test = image_split(images.labels, seed, 0.8)
+    x = images.images.reshape(len(images), -1)
+    return Dataset(
+        spec,
+        x_train=x[train],
+        y_train=images.labels[train],
+        x_test=x[test],
+        y_test=images.labels[test],
+        image_shape=(IMAGE_SIZE, IMAGE_SIZE),
+        value_max=255.0,
+        test_rows=test,
     )

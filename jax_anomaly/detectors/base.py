@@ -10,6 +10,7 @@ import importlib.util
 import math
 import os
 import sys
+import time
 from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -107,6 +108,10 @@ class Detector:
       estimator: class name of its scikit-learn estimator (``AutoEncoder``); None: only
         ``AnomalyDetector(name)``.
       extra_plots: optional ``(fitted, plots_dir, image_shape, *, key) -> None``.
+      fit_params: a method fitted in closed form instead of by training phases (the
+        baselines: kNN keeps the training rows, Isolation Forest its trees):
+        ``(cfg, x_train, key) -> params``, the scoring parameters (a pytree of arrays).
+        Such a detector has no phases, no train state and no model axis.
     """
 
     name: str
@@ -122,6 +127,7 @@ class Detector:
     input_range: str = "unit"
     estimator: str | None = None
     extra_plots: Callable[..., None] | None = None
+    fit_params: Callable[..., Any] | None = None
 
     def __post_init__(self):
         if "tiny" not in self.presets:
@@ -131,10 +137,17 @@ class Detector:
             raise ValueError(f"detector '{self.name}' names presets it does not have: {sorted(missing)}")
         if self.input_range not in INPUT_RANGES:
             raise ValueError(f"input_range must be one of {INPUT_RANGES}, got '{self.input_range}'")
-        if not self.phases:
-            raise ValueError(f"detector '{self.name}' needs at least one training phase")
+        if bool(self.phases) == (self.fit_params is not None):
+            raise ValueError(
+                f"detector '{self.name}' needs training phases or a closed-form fit_params (one of them)"
+            )
 
     # ---- configuration and input range ----------------------------------------------
+
+    @property
+    def trains(self) -> bool:
+        """Whether the method trains by gradient steps (phases), not in closed form."""
+        return self.fit_params is None
 
     @property
     def needs_every_row(self) -> bool:
@@ -207,6 +220,17 @@ class Detector:
                 "it trains on every row in each process, not on a share"
             )
         n_features = x_train.shape[1]
+        if not self.trains:
+            t0 = time.perf_counter()
+            params = jax.block_until_ready(self.fit_params(cfg, x_train, key))
+            result = FitResult(
+                history=[],
+                compile_seconds=0.0,
+                train_seconds=time.perf_counter() - t0,
+                best_epoch=0,
+                stopped_early=False,
+            )
+            return Fitted(self.name, cfg, params, result, n_features, state=None)
         keys = self._phase_keys(key)
         states, results, previous = {}, [], None
         for i, phase in enumerate(self.phases):

@@ -139,6 +139,11 @@ def fit_stack_detector(
     Raises:
       ValueError: bad data, configs or settings.
     """
+    if not detector.trains:
+        raise ValueError(
+            f"detector '{detector.name}' is fitted in closed form (a baseline): it has no model axis; "
+            "fit one model per seed instead"
+        )
     k = len(keys)
     if len(configs) != k:
         raise ValueError(f"{len(configs)} configs for {k} keys")

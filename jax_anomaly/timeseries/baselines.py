@@ -1,14 +1,17 @@
 """Simple baselines that every deep result on a series is reported beside (NumPy and
 scikit-learn): PCA reconstruction of windows (Sub-PCA), distance to the nearest k-means
-centroid of the training windows, distance to the nearest training window, and a rolling
-z-score of each point against the window before it."""
+centroid of the training windows, distance to the nearest training window (the registered
+``knn`` detector's blocked JAX distances), the matrix-profile discord (the same on z-normalised
+windows), and a rolling z-score of each point against the window before it."""
 
 from __future__ import annotations
 
 import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
-from sklearn.neighbors import NearestNeighbors
+
+from jax_anomaly.detectors import get_detector
+from jax_anomaly.detectors.neighbors import znormalise
 
 
 class SubPCA:
@@ -45,18 +48,33 @@ class KMeansWindows:
 
 class NearestWindow:
     """Distance of a window to its ``k``-th nearest training window (k = 1: the discord
-    distance of a semi-supervised matrix profile)."""
+    distance of a semi-supervised matrix profile), as blocked matrix products on the device
+    (the ``knn`` detector's fit and scorer)."""
 
     def __init__(self, k: int = 1, seed: int = 0):
         self.k = k
         del seed  # deterministic
 
+    def _rows(self, windows: np.ndarray) -> np.ndarray:
+        return np.asarray(windows, np.float32)
+
     def fit(self, windows: np.ndarray) -> NearestWindow:
-        self.nn_ = NearestNeighbors(n_neighbors=min(self.k, len(windows))).fit(windows)
+        self.detector_ = get_detector("knn")
+        cfg = self.detector_.config(k=self.k)
+        self.fitted_ = self.detector_.fit(cfg, None, self._rows(windows), key=None, progress=False)
         return self
 
     def score(self, windows: np.ndarray) -> np.ndarray:
-        return self.nn_.kneighbors(windows)[0][:, -1]
+        return self.detector_.score(self.fitted_, self._rows(windows))["score"]
+
+
+class Discord(NearestWindow):
+    """The matrix profile's discord score against the training part: each window's distance
+    to its nearest training window after both are z-normalised (mean 0, standard deviation 1),
+    so a window scores by its shape, not its level or scale."""
+
+    def _rows(self, windows: np.ndarray) -> np.ndarray:
+        return znormalise(windows)
 
 
 def rolling_zscore(series: np.ndarray, window: int) -> np.ndarray:
@@ -83,5 +101,5 @@ def rolling_zscore(series: np.ndarray, window: int) -> np.ndarray:
 
 
 # name -> window model class (``fit(windows)``, ``score(windows)``).
-WINDOW_BASELINES = {"sub_pca": SubPCA, "kmeans": KMeansWindows, "knn": NearestWindow}
+WINDOW_BASELINES = {"sub_pca": SubPCA, "kmeans": KMeansWindows, "knn": NearestWindow, "discord": Discord}
 BASELINES = (*WINDOW_BASELINES, "zscore")

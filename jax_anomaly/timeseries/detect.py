@@ -75,7 +75,7 @@ def _scale(x: np.ndarray, offset: np.ndarray, scale: np.ndarray) -> np.ndarray:
 
 def methods() -> tuple[str, ...]:
     """Every method a series can be scored with: the registered detectors and the baselines."""
-    return (*detector_names(), *BASELINES)
+    return (*BASELINES, *(name for name in detector_names() if name not in BASELINES))
 
 
 # The preset a detector may have for windows of a series; where it has none, its default.
@@ -119,7 +119,7 @@ def fit_series(
 
     Args:
       method: a registered detector (``ae``, ``conv1d_ae``, ``rnn_ae``, ``vae``, ``anogan``, ...)
-        or a baseline (``sub_pca``, ``kmeans``, ``knn``, ``zscore``).
+        or a baseline (``sub_pca``, ``kmeans``, ``knn``, ``discord``, ``zscore``).
       series: (T,) or (T, C) training series.
       window: window length (None: ``dominant_period`` of the series).
       stride: step between training windows.

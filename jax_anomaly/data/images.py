@@ -1,0 +1,194 @@
+"""Photographs in folders as NumPy arrays: anomalib's Folder layout (``folder:PATH``) and the
+magnetic tile defect set (``magnetic_tile``), each image resized or cropped to one size, grey
+or RGB, with its defect mask where there is one. JPEG/PNG/BMP through Pillow."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from jax_anomaly.data.sources import DATA_ENV_VAR, data_roots
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+RESIZE_MODES = ("resize", "crop")
+MAGNETIC_TILE_FOLDER = "magnetic_tile"
+MAGNETIC_TILE_NORMAL = "MT_Free"
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageSet:
+    """Images of one size with labels and masks.
+
+    Attributes:
+      name: the set's name.
+      images: (N, H, W, C) uint8, C = 1 (grey) or 3 (RGB).
+      labels: (N,) 0 normal, 1 defective.
+      masks: (N, H, W) bool defect masks (all False for normal images and for defective ones
+        without a mask file); ``has_mask`` (N,) says which defective ones had one.
+      kinds: (N,) the folder (defect kind) of each image; normal images have the normal
+        folder's name.
+      paths: (N,) source files.
+    """
+
+    name: str
+    images: np.ndarray
+    labels: np.ndarray
+    masks: np.ndarray
+    has_mask: np.ndarray
+    kinds: np.ndarray
+    paths: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def _open(path: Path, grey: bool):
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.convert("L" if grey else "RGB")
+    except (OSError, UnidentifiedImageError) as e:
+        raise ValueError(f"cannot read image {path} (corrupt or not an image): {e}") from e
+
+
+def _fit(im, size: int, mode: str, nearest: bool):
+    """``im`` as ``size`` x ``size``: the whole image resized, or its centre square cropped
+    (then resized only where it is smaller than ``size``)."""
+    from PIL import Image
+
+    resample = Image.NEAREST if nearest else Image.BILINEAR
+    if mode == "crop":
+        w, h = im.size
+        side = min(w, h)
+        left, top = (w - side) // 2, (h - side) // 2
+        im = im.crop((left, top, left + side, top + side))
+        if side > size:
+            left = top = (side - size) // 2
+            return im.crop((left, top, left + size, top + size))
+    return im.resize((size, size), resample)
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """Images in ``folder`` (or in its ``Imgs`` subfolder, the magnetic tile layout), without
+    the PNG masks that sit beside JPEG images of the same name."""
+    if (folder / "Imgs").is_dir():
+        folder = folder / "Imgs"
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    stems_jpg = {p.stem for p in files if p.suffix.lower() in (".jpg", ".jpeg")}
+    return [p for p in files if not (p.suffix.lower() == ".png" and p.stem in stems_jpg)]
+
+
+def _mask_file(image: Path, kind: str, mask_root: Path | None) -> Path | None:
+    if mask_root is not None:
+        for stem in (image.stem, f"{image.stem}_mask"):
+            candidate = mask_root / kind / f"{stem}.png"
+            if candidate.is_file():
+                return candidate
+        return None
+    beside = image.with_suffix(".png")
+    return beside if image.suffix.lower() != ".png" and beside.is_file() else None
+
+
+def load_image_folder(
+    root: str | Path,
+    *,
+    normal: str = "good",
+    abnormal: tuple[str, ...] | None = None,
+    mask_dir: str | None = None,
+    size: int = 64,
+    mode: str = "resize",
+    grey: bool = True,
+    name: str | None = None,
+) -> ImageSet:
+    """Loads anomalib's Folder layout: ``root/<normal>/`` holds the defect-free images, each
+    other folder (or those named in ``abnormal``) one kind of defective ones; a defective
+    image's mask is ``root/<mask_dir>/<kind>/<stem>[_mask].png`` or, without ``mask_dir``, a PNG
+    of the same name beside a JPEG image. White (non-zero) mask pixels are defects.
+
+    Raises:
+      FileNotFoundError: no such folder, or no normal / defective images in it.
+      ValueError: bad options, or an image or mask that cannot be read.
+    """
+    root = Path(root)
+    if mode not in RESIZE_MODES:
+        raise ValueError(f"mode must be one of {RESIZE_MODES}, got '{mode}'")
+    if size < 2:
+        raise ValueError(f"size must be >= 2, got {size}")
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder {root} does not exist")
+    if not (root / normal).is_dir():
+        found = sorted(p.name for p in root.iterdir() if p.is_dir())
+        raise FileNotFoundError(f"{root} has no normal-image folder '{normal}'; folders: {found}")
+    kinds = (
+        list(abnormal)
+        if abnormal
+        else sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in (normal, mask_dir))
+    )
+    for kind in kinds:
+        if not (root / kind).is_dir():
+            raise FileNotFoundError(f"defect folder {root / kind} does not exist")
+    mask_root = root / mask_dir if mask_dir else None
+    images, masks, has_mask, labels, kind_of, paths = [], [], [], [], [], []
+    for kind in [normal, *kinds]:
+        files = _image_files(root / kind)
+        if not files:
+            raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {root / kind}")
+        for path in files:
+            im = _fit(_open(path, grey), size, mode, nearest=False)
+            images.append(np.asarray(im, np.uint8).reshape(size, size, 1 if grey else 3))
+            mask = np.zeros((size, size), bool)
+            found = kind != normal and (mfile := _mask_file(path, kind, mask_root)) is not None
+            if found:
+                mask = np.asarray(_fit(_open(mfile, True), size, mode, nearest=True)) > 127
+            masks.append(mask)
+            has_mask.append(found)
+            labels.append(int(kind != normal))
+            kind_of.append(kind)
+            paths.append(str(path))
+    if not any(labels):
+        raise FileNotFoundError(f"no defective images in {root} (folders other than '{normal}')")
+    return ImageSet(
+        name=name or f"folder:{root}",
+        images=np.stack(images),
+        labels=np.asarray(labels, np.int64),
+        masks=np.stack(masks),
+        has_mask=np.asarray(has_mask),
+        kinds=np.asarray(kind_of),
+        paths=np.asarray(paths),
+    )
+
+
+def load_magnetic_tile(data_dir: str | None = None, *, size: int = 64, mode: str = "resize") -> ImageSet:
+    """The magnetic tile defect photographs (Huang et al. 2018): ``MT_Free`` normal, the other
+    ``MT_*`` folders defect kinds, masks beside the images; grey.
+
+    Raises:
+      FileNotFoundError: the folder is in no data root.
+    """
+    tried = []
+    for root in data_roots(data_dir):
+        folder = root / MAGNETIC_TILE_FOLDER
+        tried.append(str(folder))
+        if (folder / MAGNETIC_TILE_NORMAL).is_dir():
+            return load_image_folder(
+                folder, normal=MAGNETIC_TILE_NORMAL, size=size, mode=mode, grey=True, name="magnetic_tile"
+            )
+    raise FileNotFoundError(
+        f"magnetic tile set not found; looked for {MAGNETIC_TILE_NORMAL}/ in: {', '.join(tried)}. "
+        f"Put the MT_* folders in <root>/{MAGNETIC_TILE_FOLDER}/ (set --data-dir or ${DATA_ENV_VAR})."
+    )
+
+
+def image_split(labels: np.ndarray, seed: int, train_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(train rows, test rows)``: a seeded ``train_fraction`` of the normal images to train
+    on (rounded down: 761 of the 952 tiles), the other normal and every defective image to test."""
+    normal = np.flatnonzero(labels == 0)
+    perm = np.random.default_rng(seed).permutation(normal)
+    n_train = int(train_fraction * len(normal))
+    train = np.sort(perm[:n_train])
+    test = np.sort(np.r_[perm[n_train:], np.flatnonzero(labels == 1)])
+    return train, test

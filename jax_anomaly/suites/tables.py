@@ -1,0 +1,269 @@
+"""A suite's table from its cells, with the published results beside: per set the mean over
+seeds, the mean over sets, average ranks among all methods, wins and losses against each
+published method with a paired Wilcoxon p-value; as Markdown, JSON, a rank plot and a page."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import html
+import json
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import rankdata, wilcoxon
+
+PUBLISHED_DIR = Path(__file__).resolve().parent / "published"
+
+
+@dataclasses.dataclass(frozen=True)
+class Published:
+    """Published results of a suite.
+
+    Attributes:
+      per_set: ``{method: {set: value}}`` (empty when papers give only overall figures).
+      overall: ``{method: value}`` figures over the whole collection.
+      source: where the numbers come from.
+      note: how their protocol differs from ours.
+    """
+
+    per_set: dict
+    overall: dict
+    source: str
+    note: str = ""
+
+
+def read_published_csv(name: str) -> dict[str, dict[str, float]]:
+    """``{method: {set: value}}`` from ``published/<name>.csv`` (a ``set`` column, one column
+    a method)."""
+    with open(PUBLISHED_DIR / f"{name}.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    methods = [k for k in rows[0] if k != "set"]
+    return {m: {r["set"]: float(r[m]) for r in rows if r[m] != ""} for m in methods}
+
+
+def read_published_overall(name: str) -> dict[str, float]:
+    """``{method: value}`` from ``published/<name>.csv`` (columns ``method``, ``value``)."""
+    with open(PUBLISHED_DIR / f"{name}.csv", newline="") as f:
+        return {r["method"]: float(r["value"]) for r in csv.DictReader(f)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+    """A suite's results: ``ours[detector][set]`` the mean of the metric over the seeds (in the
+    published scale), ``cells`` how many seeds each mean holds, ``failed`` the failing cells,
+    ``seconds[detector]`` the total wall time of its cells, and the published results."""
+
+    suite: str
+    metric: str
+    scale: float
+    sets: list[str]
+    ours: dict[str, dict[str, float]]
+    spread: dict[str, dict[str, float]]
+    cells: dict[str, dict[str, int]]
+    failed: list[dict]
+    seconds: dict[str, float]
+    published: Published | None
+    extra: dict
+
+    def methods(self) -> dict[str, dict[str, float]]:
+        """Ours and the published per-set columns, by name (published ones as ``name*``)."""
+        out = dict(self.ours)
+        if self.published:
+            out.update({f"{m}*": v for m, v in self.published.per_set.items()})
+        return out
+
+    def common_sets(self, methods: dict) -> list[str]:
+        return [s for s in self.sets if all(s in v for v in methods.values())]
+
+    def means(self) -> dict[str, float]:
+        """Each method's mean over the sets that every method has."""
+        methods = self.methods()
+        sets = self.common_sets(methods)
+        return {m: float(np.mean([v[s] for s in sets])) for m, v in methods.items()} if sets else {}
+
+    def ranks(self) -> dict[str, float]:
+        """Average rank (1 = best) over the common sets, ties shared."""
+        methods = self.methods()
+        sets = self.common_sets(methods)
+        if not sets:
+            return {}
+        names = list(methods)
+        values = np.array([[methods[m][s] for m in names] for s in sets])
+        r = np.vstack([rankdata(-row) for row in values]).mean(axis=0)
+        return dict(zip(names, r.tolist(), strict=True))
+
+    def versus(self, ours: str) -> list[dict]:
+        """``ours`` against each other method on their common sets: wins, ties, losses and the
+        two-sided paired Wilcoxon signed-rank p-value (None with fewer than 2 differences)."""
+        methods = self.methods()
+        rows = []
+        for other, values in methods.items():
+            if other == ours:
+                continue
+            sets = [s for s in self.sets if s in methods[ours] and s in values]
+            a = np.array([methods[ours][s] for s in sets])
+            b = np.array([values[s] for s in sets])
+            diff = a - b
+            p = None
+            if np.count_nonzero(diff) >= 2:
+                p = float(wilcoxon(a, b).pvalue)
+            rows.append(
+                {
+                    "method": other,
+                    "sets": len(sets),
+                    "wins": int((diff > 0).sum()),
+                    "ties": int((diff == 0).sum()),
+                    "losses": int((diff < 0).sum()),
+                    "mean_diff": float(diff.mean()) if len(sets) else None,
+                    "p": p,
+                }
+            )
+        return rows
+
+    def to_json(self) -> dict:
+        return {
+            "suite": self.suite,
+            "metric": self.metric,
+            "scale": self.scale,
+            "ours": self.ours,
+            "spread": self.spread,
+            "cells": self.cells,
+            "means": self.means(),
+            "ranks": self.ranks(),
+            "published_overall": self.published.overall if self.published else {},
+            "failed": self.failed,
+            "seconds": self.seconds,
+            **self.extra,
+        }
+
+
+def build_table(
+    suite: str,
+    records: list[dict],
+    *,
+    metric: str,
+    scale: float,
+    sets: list[str],
+    detectors: list[str],
+    published: Published | None,
+    extra_metrics: tuple[str, ...] = (),
+) -> Table:
+    """The table of ``records`` (the cells) for ``detectors`` on ``sets``."""
+    ours, spread, cells, seconds, failed = {}, {}, {}, {}, []
+    extra = {m: {} for m in extra_metrics}
+    for det in detectors:
+        ours[det], spread[det], cells[det] = {}, {}, {}
+        for m in extra_metrics:
+            extra[m][det] = {}
+        seconds[det] = 0.0
+        for name in sets:
+            rs = [r for r in records if r["detector"] == det and r["set"] == name]
+            seconds[det] += sum(r.get("seconds", 0.0) for r in rs)
+            failed += [
+                {"detector": det, "set": name, "seed": r["seed"], "error": r["error"]}
+                for r in rs
+                if "error" in r
+            ]
+            values = [r["metrics"][metric] for r in rs if r.get("metrics", {}).get(metric) is not None]
+            if values:
+                ours[det][name] = float(np.mean(values)) * scale
+                spread[det][name] = float(np.std(values)) * scale
+                cells[det][name] = len(values)
+            for m in extra_metrics:
+                vals = [r["metrics"][m] for r in rs if r.get("metrics", {}).get(m) is not None]
+                if vals:
+                    extra[m][det][name] = float(np.mean(vals))
+    return Table(
+        suite, metric, scale, sets, ours, spread, cells, failed, seconds, published, {"extra": extra}
+    )
+
+
+def _fmt(v, digits=1):
+    return "" if v is None else f"{v:.{digits}f}"
+
+
+def markdown(table: Table, *, header: str = "", digits: int = 1, per_set: bool = True) -> str:
+    """The table as Markdown: a summary (means, ranks, published overall figures), wins and
+    losses of each of ours against every other method, then per set."""
+    lines = [header] if header else []
+    means, ranks = table.means(), table.ranks()
+    methods = table.methods()
+    lines += [f"Metric: {table.metric} (x{table.scale:g}). Published columns carry a *.", ""]
+    lines += ["| method | sets | mean | avg rank |", "|---|---|---|---|"]
+    order = sorted(methods, key=lambda m: ranks.get(m, np.inf) if ranks else -means.get(m, -np.inf))
+    for m in order:
+        n = sum(s in methods[m] for s in table.sets)
+        lines.append(f"| {m} | {n} | {_fmt(means.get(m), digits)} | {_fmt(ranks.get(m), 2)} |")
+    if table.published and table.published.overall:
+        lines += ["", "Published figures over the whole collection:", ""]
+        lines += [f"- {m}: {v:g}" for m, v in table.published.overall.items()]
+    if table.published:
+        lines += ["", f"Source: {table.published.source}"]
+        if table.published.note:
+            lines += ["", f"Protocol: {table.published.note}"]
+    if table.published and table.published.per_set:
+        for det in table.ours:
+            lines += ["", f"**{det}** against each method (paired Wilcoxon signed-rank, two-sided):", ""]
+            lines += [
+                "| method | sets | wins | ties | losses | mean diff | p |",
+                "|---|---|---|---|---|---|---|",
+            ]
+            for r in table.versus(det):
+                p = "" if r["p"] is None else f"{r['p']:.3g}"
+                lines.append(
+                    f"| {r['method']} | {r['sets']} | {r['wins']} | {r['ties']} | {r['losses']} | "
+                    f"{_fmt(r['mean_diff'], digits)} | {p} |"
+                )
+    if per_set:
+        cols = list(table.ours) + ([f"{m}*" for m in table.published.per_set] if table.published else [])
+        shown = cols[: len(table.ours) + 8]  # ours and the first published columns
+        lines += ["", "Per set (ours: mean over seeds):", ""]
+        lines += ["| set | " + " | ".join(shown) + " |", "|---" * (len(shown) + 1) + "|"]
+        for s in table.sets:
+            row = [_fmt(methods[c].get(s), digits) for c in shown]
+            lines.append(f"| {s} | " + " | ".join(row) + " |")
+    if table.failed:
+        lines += ["", f"Failed cells ({len(table.failed)}):", ""]
+        lines += [
+            f"- {f['detector']} / {f['set']} / seed {f['seed']}: {f['error']}" for f in table.failed[:50]
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def rank_plot(table: Table, path: Path) -> Path | None:
+    """A bar per method of its average rank (ours highlighted); None without ranks."""
+    ranks = table.ranks()
+    if not ranks:
+        return None
+    from jax_anomaly import plotting
+
+    plotting.plot_ranks(
+        path,
+        ranks,
+        table.ours,
+        f"{table.suite}: ours (orange) and published (grey)",
+        f"average rank over {len(table.common_sets(table.methods()))} sets (1 = best)",
+    )
+    return path
+
+
+def write_outputs(table: Table, out: Path, *, header: str, digits: int = 1) -> dict[str, Path]:
+    """``table.md``, ``table.json``, ``ranks.png`` (where there are ranks) and ``index.html``
+    in ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    text = markdown(table, header=header, digits=digits)
+    paths = {"markdown": out / "table.md", "json": out / "table.json", "page": out / "index.html"}
+    paths["markdown"].write_text(text)
+    paths["json"].write_text(json.dumps(table.to_json(), indent=1, default=float) + "\n")
+    plot = rank_plot(table, out / "ranks.png")
+    body = "<pre>" + html.escape(text) + "</pre>"
+    img = '<img src="ranks.png" alt="average ranks">' if plot else ""
+    paths["page"].write_text(
+        f"<!doctype html><meta charset='utf-8'><title>{html.escape(table.suite)} suite</title>"
+        f"<h1>{html.escape(table.suite)} suite</h1>{img}{body}\n"
+    )
+    if plot:
+        paths["plot"] = plot
+    return paths

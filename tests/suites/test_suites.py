@@ -1,0 +1,198 @@
+"""The four suites on tiny generated collections: they run from Python and the CLI, survive
+an interruption (the rerun gives the same table), record a failing cell and go on."""
+
+import dataclasses
+import gzip
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jax_anomaly import suites
+from jax_anomaly.cli import main
+from jax_anomaly.data.idx import write_idx
+from jax_anomaly.estimators import estimator_for
+from jax_anomaly.metrics import pro_auc
+from jax_anomaly.suites import adbench
+from jax_anomaly.suites.ucr import ucr_accuracy
+
+TINY_AE = {"preset": "tiny", "epochs": 2, "batch_size": 64}
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    """A data root with two ADBench sets, two UCR series, magnetic tiles and a tiny MNIST."""
+    root = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    (root / "adbench").mkdir()
+    for stem, n in (("1_small", 300), ("2_plain", 1100)):
+        y = (rng.random(n) < 0.1).astype(np.int64)
+        np.savez(root / "adbench" / f"{stem}.npz", X=rng.normal(size=(n, 5)) + 4 * y[:, None], y=y)
+    (root / "ucr_anomaly").mkdir()
+    for sid, at in ((1, 700), (2, 820)):
+        values = np.sin(np.arange(1000) * 2 * np.pi / 25) + 0.01 * rng.normal(size=1000)
+        values[at : at + 10] += 3.0
+        with gzip.open(
+            root / "ucr_anomaly" / f"00{sid}_UCR_Anomaly_Sine{sid}_400_{at}_{at + 10}.txt.gz", "wt"
+        ) as f:
+            f.write("\n".join(f"{v:.5f}" for v in values))
+    tiles = root / "magnetic_tile"
+    for i in range(16):
+        img = 120 + rng.integers(0, 10, (24, 24))
+        folder = tiles / "MT_Free" / "Imgs"
+        kind_defect = i >= 12
+        if kind_defect:
+            folder = tiles / "MT_Crack" / "Imgs"
+            img[5:12, 5:12] = 250
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img.astype(np.uint8)).save(folder / f"t{i}.jpg", quality=95)
+        mask = np.zeros((24, 24), np.uint8)
+        if kind_defect:
+            mask[5:12, 5:12] = 255
+        Image.fromarray(mask).save(folder / f"t{i}.png")
+    mnist = root / "mnist"
+    mnist.mkdir()
+    for split, n in (("train", 60), ("t10k", 40)):
+        labels = np.arange(n) % 2
+        images = np.zeros((n, 28, 28), np.uint8)
+        images[labels == 0, :, :14] = 200
+        images[labels == 1, :, 14:] = 200
+        write_idx(mnist / f"{split}-images-idx3-ubyte.gz", images)
+        write_idx(mnist / f"{split}-labels-idx1-ubyte.gz", labels)
+    return root
+
+
+def test_adbench_suite_with_seeds_on_the_model_axis(root, tmp_path):
+    options = {"data_dir": str(root), "estimator": TINY_AE}
+    table = suites.run_suite(
+        "adbench", detectors=["knn", "ae"], seeds=[0, 1], out=tmp_path, options=options, progress=False
+    )
+    assert set(table.ours["knn"]) == {"small", "plain"} and table.ours["knn"]["plain"] > 90
+    # 'plain' is neither resampled nor subsampled: the AE's seeds train as one stacked program;
+    # seed 1 there equals the estimator fitted alone with seed 1
+    cell = suites.CellStore(tmp_path).get("ae", "plain", 1)
+    split = adbench._split("plain", 1, {**adbench.OPTIONS, **options}, {})
+    alone = estimator_for("ae", seed=1, **TINY_AE).fit(split.x_train)
+    from sklearn.metrics import roc_auc_score
+
+    assert cell["metrics"]["auroc"] == pytest.approx(
+        roc_auc_score(split.y_test, alone.decision_function(split.x_test)), abs=1e-6
+    )
+    text = (tmp_path / "table.md").read_text()
+    assert "KNN*" in text and "| small |" in text and (tmp_path / "index.html").is_file()
+    assert json.loads((tmp_path / "table.json").read_text())["cells"]["knn"]["small"] == 2
+
+
+def _interrupt_after(n):
+    calls = {"n": 0}
+    original = adbench.run_group
+
+    def run_group(*args):
+        if calls["n"] == n:
+            raise KeyboardInterrupt
+        calls["n"] += 1
+        return original(*args)
+
+    return run_group
+
+
+def test_interrupted_suite_reruns_to_the_same_table(root, tmp_path, monkeypatch):
+    kwargs = dict(detectors=["knn", "iforest"], seeds=[0, 1], options={"data_dir": str(root)}, progress=False)
+    whole = suites.run_suite("adbench", out=tmp_path / "whole", **kwargs)
+    monkeypatch.setitem(
+        suites.SUITES, "adbench", dataclasses.replace(suites.SUITES["adbench"], run_group=_interrupt_after(2))
+    )
+    with pytest.raises(KeyboardInterrupt):
+        suites.run_suite("adbench", out=tmp_path / "cut", **kwargs)
+    assert len(list((tmp_path / "cut" / "cells").glob("*/*.json"))) == 4  # two groups of two seeds
+    monkeypatch.undo()
+    resumed = suites.run_suite("adbench", out=tmp_path / "cut", **kwargs)
+    assert resumed.ours == whole.ours
+
+    def body(path):
+        return (path / "table.md").read_text().split("\n", 3)[3]  # after the header naming the folder
+
+    assert body(tmp_path / "cut") == body(tmp_path / "whole")
+
+
+def test_a_failing_cell_is_recorded_and_the_suite_goes_on(root, tmp_path):
+    table = suites.run_suite(
+        "adbench",
+        detectors=["nope", "knn"],
+        seeds=[0],
+        out=tmp_path,
+        options={"data_dir": str(root)},
+        progress=False,
+    )
+    assert {f["set"] for f in table.failed} == {"small", "plain"} and "unknown detector" in table.failed[0][
+        "error"
+    ]
+    assert len(table.ours["knn"]) == 2
+    assert "Failed cells (2)" in (tmp_path / "table.md").read_text()
+
+
+def test_ucr_suite_finds_the_spikes(root, tmp_path):
+    table = suites.run_suite(
+        "ucr",
+        detectors=["knn", "discord"],
+        out=tmp_path,
+        options={"data_dir": str(root), "window": 25},
+        progress=False,
+    )
+    assert table.ours["knn"] == {"001": 1.0, "002": 1.0} and table.ours["discord"] == {"001": 1.0, "002": 1.0}
+    assert "TimeVQVAE-AD: 0.708" in (tmp_path / "table.md").read_text()
+
+
+def test_ucr_accuracy_counts_the_padded_anomaly():
+    scores = np.zeros(1000)
+    scores[650] = 1.0
+    assert ucr_accuracy(scores, 400, 700, 710) == (True, 650)
+    assert ucr_accuracy(scores, 400, 800, 810) == (False, 650)
+    scores[100] = 5.0  # inside the training part: not counted
+    assert ucr_accuracy(scores, 400, 700, 710)[0]
+
+
+def test_magnetic_tile_suite_scores_images_and_pixels(root, tmp_path):
+    options = {"data_dir": str(root), "size": 16, "estimator": TINY_AE}
+    suites.run_suite("magnetic_tile", detectors=["knn", "ae"], out=tmp_path, options=options, progress=False)
+    knn = suites.CellStore(tmp_path).get("knn", "magnetic_tile", 0)["metrics"]
+    ae = suites.CellStore(tmp_path).get("ae", "magnetic_tile", 0)["metrics"]
+    assert knn["image_auroc"] == 1.0 and "pixel_auroc" not in knn and knn["n_train"] == 9
+    assert 0 <= ae["pro"] <= 1 and ae["pixel_auroc"] is not None and set(ae["kind_auroc"]) == {"MT_Crack"}
+
+
+def test_one_class_suite_through_the_cli(root, tmp_path):
+    out = tmp_path / "oc"
+    code = main(
+        [
+            "suite",
+            "one_class",
+            "--data-dir",
+            str(root),
+            "--sets",
+            "mnist:0,mnist:1",
+            "--out",
+            str(out),
+            "--option",
+            "datasets=('mnist',)",
+            "--option",
+            "epochs=2",
+            "--option",
+            "batch_size=16",
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    record = suites.CellStore(out).get("ae", "mnist:1", 0)
+    assert record["metrics"]["auroc"] > 0.9
+    assert main(["suite", "one_class", "--option", "nope=1", "--quiet"]) == 2
+
+
+def test_pro_of_perfect_and_of_inverted_maps():
+    masks = np.zeros((3, 8, 8), bool)
+    masks[0, 2:4, 2:4] = masks[1, 5:7, 1:3] = True
+    assert pro_auc(masks, masks.astype(float)) == pytest.approx(1.0)
+    assert pro_auc(masks, 1.0 - masks) < 0.05
+    with pytest.raises(ValueError, match="defect pixels and normal pixels"):
+        pro_auc(np.zeros((1, 4, 4), bool), np.zeros((1, 4, 4)))
