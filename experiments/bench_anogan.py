@@ -1,7 +1,7 @@
 """AnoGAN scoring throughput on MNIST: the vmapped latent search over 1,000 and 10,000 test
 images x 500 iterations.
 
-    python experiments/bench_anogan.py [--sizes 1000,10000] [--out results/bench_score_anogan.json]
+    python experiments/bench_anogan.py [--sizes 1000,10000] [--out results/benchmarks/bench_score_anogan.json]
 
 Trains the tutorial GAN one epoch (throughput does not depend on how well), then times the
 compiled whole-set search (after a warm-up call; compile apart): samples/s, FLOPs per
@@ -19,5 +19,14 @@ from jax_anomaly.cli import main
 if __name__ == "__main__":
     argv = ["bench", "score", "--detector", "anogan", "--dataset", "mnist", "--search-steps", "500"]
     sys.exit(
-        main([*argv, "--sizes", "1000,10000", "--out", "results/bench_score_anogan.json", *sys.argv[1:]])
+        main(
+            [
+                *argv,
+                "--sizes",
+                "1000,10000",
+                "--out",
+                "results/benchmarks/bench_score_anogan.json",
+                *sys.argv[1:],
+            ]
+        )
     )

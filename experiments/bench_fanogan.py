@@ -1,6 +1,6 @@
 """f-AnoGAN's encoder against AnoGAN's latent search, on one GAN trained on MNIST digit 0.
 
-    python experiments/bench_fanogan.py [--epochs 30] [--out results/bench_fanogan.json]
+    python experiments/bench_fanogan.py [--epochs 30] [--out results/benchmarks/bench_fanogan.json]
 
 Trains f-AnoGAN (the tutorial MLP GAN, then the izi_f encoder), then times scoring with the
 encoder (one forward pass per sample) and with AnoGAN's search (`mnist_fast`: 25 steps,

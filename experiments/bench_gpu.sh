@@ -4,10 +4,10 @@
 # progress line; AUROC against length and matmul precision), AE/GAN training and scaling, many
 # models stacked (K up to 64, to set training.stacked.DEFAULT_GROUP['gpu']), local processes, and
 # models saved there for experiments/portable_model.py
-# check on a CPU machine. Everything lands in $1 (default results/gpu) and $1/all.tar.gz.
+# check on a CPU machine. Everything lands in $1 (default results/benchmarks/gpu) and $1/all.tar.gz.
 #   JAX_ANOMALY_DATA=<root with mnist/ and fashion-mnist/> bash experiments/bench_gpu.sh OUT
 set -uo pipefail
-out=${1:-results/gpu}
+out=${1:-results/benchmarks/gpu}
 work=$(mktemp -d)
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 py=${PYTHON:-python3}

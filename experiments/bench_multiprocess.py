@@ -40,7 +40,7 @@ def main(argv=None) -> dict:
     p.add_argument("--processes", default="1,2,4")
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--out", default="results")
+    p.add_argument("--out", default="results/benchmarks")
     args = p.parse_args(argv)
     common = ["run", "--detector", "ae", "--dataset", "digits", "--epochs", str(args.epochs)]
     common += ["--batch-size", str(args.batch_size), "--quiet", "--no-plots", "--seed", "0"]

@@ -1,6 +1,6 @@
 """Data-parallel throughput on 1, 2, 4, 8 devices: dense AE training and the AnoGAN search.
 
-    python experiments/bench_scaling.py [--cpu-devices 8] [--out results/bench_scaling.json]
+    python experiments/bench_scaling.py [--cpu-devices 8] [--out results/benchmarks/bench_scaling.json]
 
 On a CPU the devices are virtual (``jax_num_cpu_devices``) and share the same cores: the
 run shows that the sharded path is correct (scores equal the 1-device scores) and what

@@ -41,7 +41,7 @@ def main(argv=None) -> dict:
     p.add_argument("--samples", type=int, default=6000)
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--separate-up-to", type=int, default=16, help="fit one at a time only up to this K")
-    p.add_argument("--out", default="results")
+    p.add_argument("--out", default="results/benchmarks")
     p.add_argument("--name", default="bench_stacked", help="output file name (without .json)")
     args = p.parse_args(argv)
     x = np.random.default_rng(0).random((args.samples, 784)).astype(np.float32)

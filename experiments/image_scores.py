@@ -13,7 +13,7 @@ test normals each score's default threshold flags, 5 % by design). Each score is
 standardised per pixel by the held-out normals (``<score>_std``, ``image_scores.pixel_scale``
 fitted on the held-out maps). The model is the one-class tables' dense AE (784-256-128-32).
 ``--model KEY=VALUE`` changes a model setting (a variant of the table; ``--tag`` names it).
-Writes ``results/image_scores_<dataset>[_<tag>].md`` and ``.json`` (``--out`` for another folder).
+Writes ``results/image_scores/image_scores_<dataset>[_<tag>].md`` and ``.json`` (``--out`` for another folder).
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def main(argv=None) -> dict:
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir")
-    p.add_argument("--out", default="results")
+    p.add_argument("--out", default="results/image_scores")
     p.add_argument("--quick", action="store_true", help="1 epoch, classes 0 and 1")
     p.add_argument(
         "--model",

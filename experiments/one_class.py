@@ -7,7 +7,7 @@ beside published reference means.
     python experiments/one_class.py --dataset digits --detector ae --quick     # smoke run, ~30 s
     python experiments/one_class.py --dataset mnist --model latent=16 --ensemble 0-4 --tag l16
 
-Writes ``results/one_class_<dataset>_<detector>[_conv][_ensN][_<tag>].md`` and ``.json``
+Writes ``results/one_class/one_class_<dataset>_<detector>[_conv][_ensN][_<tag>].md`` and ``.json``
 (``--out`` for another folder); ``--model KEY=VALUE`` overrides a model setting (e.g. ``latent=16``).
 ``--ensemble SEEDS`` averages the standardised scores of one model per seed. By default every
 class (x every seed) of the table trains as one stacked program (``detectors.stack``: one
@@ -37,16 +37,8 @@ from jax_anomaly.fitting import combine, standardisation
 from jax_anomaly.metrics import ranking_metrics
 from jax_anomaly.runner import prepare_data
 from jax_anomaly.sharding import use_cpu_cores_as_devices
+from jax_anomaly.suites.one_class import MODELS
 from jax_anomaly.training import Progress
-
-# Model settings of the tables (``--arch conv`` swaps in the conv networks).
-MODELS = {
-    "ae": {"hidden": (256, 128), "latent": 32},
-    "vae": {},
-    "aae": {},
-    "anogan": {"search_steps": 25, "search_lr": 5e-2, "search_schedule": "cosine", "search_init": 16},
-    "fanogan": {},
-}
 
 
 def parse_args(argv=None):
@@ -59,7 +51,7 @@ def parse_args(argv=None):
     p.add_argument("--classes", default="0-9", help="e.g. 0-9 or 0,3,7")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir")
-    p.add_argument("--out", default="results", help="folder of the Markdown and JSON tables")
+    p.add_argument("--out", default="results/one_class", help="folder of the Markdown and JSON tables")
     p.add_argument("--quick", action="store_true", help="1 epoch, classes 0 and 1: a smoke run")
     p.add_argument(
         "--model",

@@ -6,7 +6,7 @@ train and score time; plus the streaming scorer's latency per point.
     python experiments/timeseries.py --quick         # 2 series, 3 methods, few steps (~1 min)
     python experiments/timeseries.py --datasets ucr_internal_bleeding16 --methods ae,kmeans
 
-Writes ``results/timeseries.md`` and ``.json`` (``--out`` for another folder). Every run goes
+Writes ``results/timeseries/timeseries.md`` and ``.json`` (``--out`` for another folder). Every run goes
 through ``jax_anomaly.run`` (the CLI's path) with the library defaults: window = the series'
 dominant period, threshold = 95th percentile of the held-out training stretch, training length
 = the default steps-based epoch count, seed 0.
@@ -104,7 +104,7 @@ def main(argv=None) -> None:
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="2 series, 3 methods, 2 epochs: a smoke run")
-    p.add_argument("--out", default="results")
+    p.add_argument("--out", default="results/timeseries")
     args = p.parse_args(argv)
     datasets, methods = args.datasets.split(","), args.methods.split(",")
     if args.quick:

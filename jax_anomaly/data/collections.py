@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.preprocessing import StandardScaler
 
-from jax_anomaly.data.sources import DATA_ENV_VAR, data_roots
+from jax_anomaly.data.roots import DATA_ENV_VAR, data_roots
 
 ADBENCH_FOLDER = "adbench"
 UCR_FOLDER = "ucr_anomaly"

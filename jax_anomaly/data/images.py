@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jax_anomaly.data.sources import DATA_ENV_VAR, data_roots
+from jax_anomaly.data.roots import DATA_ENV_VAR, data_roots
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 RESIZE_MODES = ("resize", "crop")

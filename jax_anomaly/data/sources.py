@@ -13,9 +13,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 from jax_anomaly.data.idx import IdxRows, read_idx
-
-DATA_ENV_VAR = "JAX_ANOMALY_DATA"
-_PROJECT_ROOT = Path(__file__).resolve().parents[2]
+from jax_anomaly.data.roots import DATA_ENV_VAR, data_roots
 
 # Folder names a data set may live under inside a data root.
 _IDX_FOLDERS = {"mnist": ("mnist",), "fashion_mnist": ("fashion-mnist", "fashion_mnist")}
@@ -60,29 +58,6 @@ class Dataset:
     @property
     def is_image(self) -> bool:
         return self.image_shape is not None
-
-
-def data_roots(data_dir: str | os.PathLike | None = None) -> list[Path]:
-    """The data roots searched in order: ``data_dir``, ``$JAX_ANOMALY_DATA``,
-    ``../shared/data`` (from the working directory and from the project root) and
-    ``/usr/share/datasets``."""
-    roots = []
-    if data_dir:
-        if not Path(data_dir).is_dir():
-            raise ValueError(f"data directory {data_dir} does not exist (given with --data-dir / data_dir)")
-        roots.append(Path(data_dir))
-    if os.environ.get(DATA_ENV_VAR):
-        roots.append(Path(os.environ[DATA_ENV_VAR]))
-    roots += [
-        Path("../shared/data"),
-        _PROJECT_ROOT.parent / "shared" / "data",
-        Path("/usr/share/datasets"),
-    ]
-    unique = []
-    for r in roots:
-        if r.resolve() not in [u.resolve() for u in unique]:
-            unique.append(r)
-    return unique
 
 
 def _find_idx_folder(name: str, data_dir) -> Path:

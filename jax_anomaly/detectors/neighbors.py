@@ -37,6 +37,8 @@ def nearest_distances(blocks: dict, x: jax.Array, k: int) -> jax.Array:
     def block(best, blk):
         rows, sq = blk
         d2 = jnp.maximum(sq - 2.0 * (rows @ x) + xx, 0.0)  # (R,); +inf on padding rows
+        if k == 1:  # the nearest only (the discord): a min, no top-k sort
+            return jnp.minimum(best, jnp.min(d2, keepdims=True)), None
         merged = jnp.concatenate([best, d2])
         return -jax.lax.top_k(-merged, k)[0], None
 

@@ -31,6 +31,7 @@ def test_knn_equals_nearest_neighbors_for_any_block_size(block_rows):
     np.testing.assert_allclose(
         _scores("knn", block_rows=block_rows, aggregate="mean"), ref.mean(1), rtol=1e-4, atol=1e-4
     )
+    np.testing.assert_allclose(_scores("knn", block_rows=block_rows, k=1), ref[:, 0], rtol=1e-4, atol=1e-4)
 
 
 def test_knn_with_fewer_training_rows_than_k_uses_the_farthest():

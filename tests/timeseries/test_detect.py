@@ -126,3 +126,20 @@ def test_series_estimator(point_series):
     starts = [s for s, _, _ in point_series.events]
     found = [any(a <= s < b for a, b in det.events(point_series.test)) for s in starts]
     assert sum(found) >= 3
+
+
+def test_discord_is_the_z_normalised_nearest_training_window():
+    """The matrix-profile discord baseline equals a brute-force NumPy nearest-neighbour search
+    over z-normalised windows."""
+    from jax_anomaly.timeseries.baselines import Discord
+
+    rng = np.random.default_rng(0)
+    train = rng.normal(size=(200, 16)) * rng.uniform(0.5, 3, (200, 1)) + rng.normal(size=(200, 1))
+    test = rng.normal(size=(30, 16))
+
+    def z(w):
+        w = w - w.mean(1, keepdims=True)
+        return w / w.std(1, keepdims=True)
+
+    ref = np.sqrt(((z(test)[:, None] - z(train)[None]) ** 2).sum(-1)).min(1)
+    np.testing.assert_allclose(Discord().fit(train).score(test), ref, rtol=1e-4, atol=1e-4)

@@ -1,0 +1,32 @@
+"""The data roots searched, in order, for every data set's files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DATA_ENV_VAR = "JAX_ANOMALY_DATA"
+_PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def data_roots(data_dir: str | os.PathLike | None = None) -> list[Path]:
+    """The data roots searched in order: ``data_dir``, ``$JAX_ANOMALY_DATA``,
+    ``../shared/data`` (from the working directory and from the project root) and
+    ``/usr/share/datasets``."""
+    roots = []
+    if data_dir:
+        if not Path(data_dir).is_dir():
+            raise ValueError(f"data directory {data_dir} does not exist (given with --data-dir / data_dir)")
+        roots.append(Path(data_dir))
+    if os.environ.get(DATA_ENV_VAR):
+        roots.append(Path(os.environ[DATA_ENV_VAR]))
+    roots += [
+        Path("../shared/data"),
+        _PROJECT_ROOT.parent / "shared" / "data",
+        Path("/usr/share/datasets"),
+    ]
+    unique = []
+    for r in roots:
+        if r.resolve() not in [u.resolve() for u in unique]:
+            unique.append(r)
+    return unique
