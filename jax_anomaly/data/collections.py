@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.preprocessing import StandardScaler
 
-from jax_anomaly.data.roots import DATA_ENV_VAR, data_roots
+from jax_anomaly.data.roots import find_in_roots
 
 ADBENCH_FOLDER = "adbench"
 UCR_FOLDER = "ucr_anomaly"
@@ -25,16 +25,7 @@ _UCR_NAME = re.compile(r"^(\d+)_UCR_Anomaly_(.+)_(\d+)_(\d+)_(\d+)\.txt(\.gz)?$"
 
 
 def _collection_folder(folder: str, data_dir: str | None, what: str) -> Path:
-    tried = []
-    for root in data_roots(data_dir):
-        candidate = root / folder
-        tried.append(str(candidate))
-        if candidate.is_dir():
-            return candidate
-    raise FileNotFoundError(
-        f"{what} not found; looked for the folder '{folder}' in: {', '.join(tried)}. "
-        f"Put the collection's files there (set --data-dir or ${DATA_ENV_VAR} for another root)."
-    )
+    return find_in_roots(folder, data_dir, what=what, how=f"Put the collection's files in <root>/{folder}/")
 
 
 # ---- ADBench -------------------------------------------------------------------------------
@@ -183,14 +174,16 @@ class UCRSeries:
 def parse_ucr_name(filename: str) -> tuple[int, str, int, int, int]:
     """``(id, name, train_end, begin, end_exclusive)`` from an archive file name
     ``NNN_UCR_Anomaly_NAME_TRAINEND_BEGIN_END.txt[.gz]``: points ``BEGIN .. END - 1``, counted
-    from 0, are the anomaly (as aeon reads InternalBleeding16, ``_1200_4187_4199``: 4187-4198)."""
+    from 0, are the anomaly (as aeon reads InternalBleeding16, ``_1200_4187_4199``: 4187-4198);
+    a name with END = BEGIN (a one-point anomaly, e.g. ``resperation2``) marks point BEGIN."""
     m = _UCR_NAME.match(Path(filename).name)
     if not m:
         raise ValueError(
             f"'{filename}' is not a UCR anomaly archive file name "
             "(NNN_UCR_Anomaly_NAME_TRAINEND_BEGIN_END.txt)"
         )
-    return int(m.group(1)), m.group(2), int(m.group(3)), int(m.group(4)), int(m.group(5))
+    begin = int(m.group(4))
+    return int(m.group(1)), m.group(2), int(m.group(3)), begin, max(int(m.group(5)), begin + 1)
 
 
 def ucr_files(data_dir: str | None = None) -> dict[int, Path]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jax_anomaly.data.roots import DATA_ENV_VAR, data_roots
+from jax_anomaly.data.roots import find_in_roots
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 RESIZE_MODES = ("resize", "crop")
@@ -169,17 +169,14 @@ def load_magnetic_tile(data_dir: str | None = None, *, size: int = 64, mode: str
     Raises:
       FileNotFoundError: the folder is in no data root.
     """
-    tried = []
-    for root in data_roots(data_dir):
-        folder = root / MAGNETIC_TILE_FOLDER
-        tried.append(str(folder))
-        if (folder / MAGNETIC_TILE_NORMAL).is_dir():
-            return load_image_folder(
-                folder, normal=MAGNETIC_TILE_NORMAL, size=size, mode=mode, grey=True, name="magnetic_tile"
-            )
-    raise FileNotFoundError(
-        f"magnetic tile set not found; looked for {MAGNETIC_TILE_NORMAL}/ in: {', '.join(tried)}. "
-        f"Put the MT_* folders in <root>/{MAGNETIC_TILE_FOLDER}/ (set --data-dir or ${DATA_ENV_VAR})."
+    folder = find_in_roots(
+        Path(MAGNETIC_TILE_FOLDER) / MAGNETIC_TILE_NORMAL,
+        data_dir,
+        what="magnetic tile set",
+        how=f"Put the MT_* folders in <root>/{MAGNETIC_TILE_FOLDER}/",
+    ).parent
+    return load_image_folder(
+        folder, normal=MAGNETIC_TILE_NORMAL, size=size, mode=mode, grey=True, name="magnetic_tile"
     )
 
 

@@ -30,3 +30,23 @@ def data_roots(data_dir: str | os.PathLike | None = None) -> list[Path]:
         if r.resolve() not in [u.resolve() for u in unique]:
             unique.append(r)
     return unique
+
+
+def find_in_roots(relative: str | Path, data_dir=None, *, what: str, how: str, kind: str = "dir") -> Path:
+    """The first ``<root>/relative`` over ``data_roots(data_dir)`` that is a folder
+    (``kind='dir'``) or a file (``kind='file'``).
+
+    Raises:
+      FileNotFoundError: in no root; the message names ``what``, every path tried and
+        ``how`` to get it.
+    """
+    tried = []
+    for root in data_roots(data_dir):
+        candidate = root / relative
+        tried.append(str(candidate))
+        if candidate.is_dir() if kind == "dir" else candidate.is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"{what} not found; looked in: {', '.join(tried)}. {how} "
+        f"(set --data-dir or ${DATA_ENV_VAR} for another root)."
+    )

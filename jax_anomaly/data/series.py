@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jax_anomaly.data.roots import DATA_ENV_VAR, data_roots
+from jax_anomaly.data.roots import find_in_roots
 
 LABEL_COLUMN = "is_anomaly"
 # Columns of a series CSV that are neither values nor labels.
@@ -101,15 +101,12 @@ def read_series_csv(path: str | Path, label_column: str = LABEL_COLUMN) -> tuple
 
 def find_series_file(filename: str, data_dir: str | None = None) -> Path:
     """The first ``<root>/timeseries/filename`` over the data roots."""
-    tried = []
-    for root in data_roots(data_dir):
-        candidate = root / _FOLDER / filename
-        tried.append(str(candidate))
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(
-        f"time series file {filename} not found; looked in: {', '.join(tried)}. Put the file in "
-        f"<root>/{_FOLDER}/ (set --data-dir or ${DATA_ENV_VAR} for another root)."
+    return find_in_roots(
+        Path(_FOLDER) / filename,
+        data_dir,
+        what=f"time series file {filename}",
+        how=f"Put the file in <root>/{_FOLDER}/",
+        kind="file",
     )
 
 

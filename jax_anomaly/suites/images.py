@@ -14,7 +14,7 @@ from jax_anomaly.metrics import pro_auc, ranking_metrics
 from jax_anomaly.suites.tables import Published, read_published_overall
 
 DETECTORS = ("knn", "ae")
-SEEDS = (0,)
+SEEDS = (0, 1, 2, 3, 4)
 OPTIONS = {"data_dir": None, "size": 64, "train_fraction": 0.8, "estimator": {}}
 
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import html
 import json
 from pathlib import Path
 
 import numpy as np
 from scipy.stats import rankdata, wilcoxon
+
+from jax_anomaly.persistence import atomic_write
 
 PUBLISHED_DIR = Path(__file__).resolve().parent / "published"
 
@@ -248,6 +249,46 @@ def rank_plot(table: Table, path: Path) -> Path | None:
     return path
 
 
+def page_html(table: Table, header: str, plot: Path | None, digits: int = 1) -> str:
+    """The suite's self-contained page: the summary (mean and average rank of every method),
+    the rank plot, wins and losses of ours against each method, and the per-set table."""
+    from jax_anomaly import pages
+
+    means, ranks, methods = table.means(), table.ranks(), table.methods()
+    order = sorted(methods, key=lambda m: ranks.get(m, np.inf) if ranks else -means.get(m, -np.inf))
+    body = [f"<p>{pages.esc(line)}</p>" for line in header.strip().splitlines()[1:] if line.strip()]
+    body.append(
+        pages.table(
+            ["method", "sets", "mean", "average rank"],
+            [[m, sum(s in methods[m] for s in table.sets), means.get(m), ranks.get(m)] for m in order],
+        )
+    )
+    if table.published and table.published.overall:
+        body.append("<h2>Published over the whole collection</h2>")
+        body.append(pages.table(["method", "value"], [[m, v] for m, v in table.published.overall.items()]))
+    if table.published:
+        notes = (table.published.source, table.published.note)
+        body += [f'<p class="note">{pages.esc(t)}</p>' for t in notes if t]
+    if plot is not None:
+        body.append(pages.image(Path(plot).read_bytes(), "average rank (1 = best); ours in orange"))
+    if table.published and table.published.per_set:
+        for det in table.ours:
+            body.append(f"<h2>{pages.esc(det)} against each method (paired Wilcoxon)</h2>")
+            rows = [
+                [r["method"], r["sets"], r["wins"], r["ties"], r["losses"], r["mean_diff"], r["p"]]
+                for r in table.versus(det)
+            ]
+            body.append(pages.table(["method", "sets", "wins", "ties", "losses", "mean diff", "p"], rows))
+    cols = list(table.ours) + ([f"{m}*" for m in table.published.per_set] if table.published else [])
+    body.append("<h2>Per set</h2>")
+    body.append(pages.table(["set", *cols], [[s, *(methods[c].get(s) for c in cols)] for s in table.sets]))
+    if table.failed:
+        body.append("<h2>Failed cells</h2>")
+        rows = [list(f.values()) for f in table.failed]
+        body.append(pages.table(["detector", "set", "seed", "error"], rows))
+    return pages.page(f"Suite {table.suite}", "\n".join(body))
+
+
 def write_outputs(table: Table, out: Path, *, header: str, digits: int = 1) -> dict[str, Path]:
     """``table.md``, ``table.json``, ``ranks.png`` (where there are ranks) and ``index.html``
     in ``out``."""
@@ -255,15 +296,10 @@ def write_outputs(table: Table, out: Path, *, header: str, digits: int = 1) -> d
     out.mkdir(parents=True, exist_ok=True)
     text = markdown(table, header=header, digits=digits)
     paths = {"markdown": out / "table.md", "json": out / "table.json", "page": out / "index.html"}
-    paths["markdown"].write_text(text)
-    paths["json"].write_text(json.dumps(table.to_json(), indent=1, default=float) + "\n")
+    atomic_write(paths["markdown"], text.encode())
+    atomic_write(paths["json"], (json.dumps(table.to_json(), indent=1, default=float) + "\n").encode())
     plot = rank_plot(table, out / "ranks.png")
-    body = "<pre>" + html.escape(text) + "</pre>"
-    img = '<img src="ranks.png" alt="average ranks">' if plot else ""
-    paths["page"].write_text(
-        f"<!doctype html><meta charset='utf-8'><title>{html.escape(table.suite)} suite</title>"
-        f"<h1>{html.escape(table.suite)} suite</h1>{img}{body}\n"
-    )
+    atomic_write(paths["page"], page_html(table, header, plot, digits).encode())
     if plot:
         paths["plot"] = plot
     return paths

@@ -40,7 +40,7 @@ def test_adbench_errors_name_what_is_wrong(adbench_root, monkeypatch):
         load_adbench("nope", adbench_root)
     with pytest.raises(ValueError, match="cannot read ADBench file .*9_broken.npz"):
         load_adbench("broken", adbench_root)
-    monkeypatch.setattr("jax_anomaly.data.collections.data_roots", lambda d=None: [adbench_root / "adbench"])
+    monkeypatch.setattr("jax_anomaly.data.roots.data_roots", lambda d=None: [adbench_root / "adbench"])
     with pytest.raises(FileNotFoundError, match="ADBench collection not found"):
         load_adbench("wbc")  # no root has the folder
 
@@ -113,3 +113,7 @@ def test_ucr_errors(ucr_root):
         load_ucr("4", ucr_root)
     with pytest.raises(ValueError, match="not a UCR anomaly archive file name"):
         parse_ucr_name("series.txt")
+
+
+def test_ucr_one_point_anomaly_named_with_begin_equal_to_end():
+    assert parse_ucr_name("187_UCR_Anomaly_resperation2_30000_168250_168250.txt.gz")[3:] == (168250, 168251)

@@ -58,6 +58,6 @@ def test_magnetic_tile_layout(tmp_path, monkeypatch):
     s = load_magnetic_tile(tmp_path, size=10)
     assert len(s) == 3 and s.labels.tolist() == [0, 0, 1]  # the PNG masks are not images
     assert s.masks[2, :2].all() and not s.masks[2, 3:].any()
-    monkeypatch.setattr("jax_anomaly.data.images.data_roots", lambda d=None: [root])
+    monkeypatch.setattr("jax_anomaly.data.roots.data_roots", lambda d=None: [root])
     with pytest.raises(FileNotFoundError, match="magnetic tile set not found"):
         load_magnetic_tile(size=10)

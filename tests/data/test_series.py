@@ -65,7 +65,7 @@ def test_named_series_load():
 
 
 def test_missing_named_series_says_where(tmp_path, monkeypatch):
-    monkeypatch.setattr("jax_anomaly.data.series.data_roots", lambda d=None: [tmp_path])
+    monkeypatch.setattr("jax_anomaly.data.roots.data_roots", lambda d=None: [tmp_path])
     with pytest.raises(FileNotFoundError, match="timeseries"):
         load_series("ecg_diff_count_3")
 
