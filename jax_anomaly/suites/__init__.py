@@ -75,7 +75,7 @@ SUITES = {
         ucr.sets,
         ucr.run_group,
         ucr.published,
-        ("vus_pr", "auroc"),
+        ("vus_pr", "auroc", "window"),
         digits=3,
     ),
     "magnetic_tile": Suite(
@@ -89,7 +89,7 @@ SUITES = {
         image_suite.sets,
         image_suite.run_group,
         image_suite.published,
-        ("pixel_auroc", "pro"),
+        ("pixel_auroc", "pro", "kind_auroc"),
     ),
     "one_class": Suite(
         "one_class",

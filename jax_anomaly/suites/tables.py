@@ -173,7 +173,9 @@ def build_table(
                 cells[det][name] = len(values)
             for m in extra_metrics:
                 vals = [r["metrics"][m] for r in rs if r.get("metrics", {}).get(m) is not None]
-                if vals:
+                if vals and isinstance(vals[0], dict):  # e.g. AUROC per defect kind: per key
+                    extra[m][det][name] = {k: float(np.mean([v[k] for v in vals])) for k in vals[0]}
+                elif vals:
                     extra[m][det][name] = float(np.mean(vals))
     return Table(
         suite, metric, scale, sets, ours, spread, cells, failed, seconds, published, {"extra": extra}
@@ -224,12 +226,37 @@ def markdown(table: Table, *, header: str = "", digits: int = 1, per_set: bool =
         for s in table.sets:
             row = [_fmt(methods[c].get(s), digits) for c in shown]
             lines.append(f"| {s} | " + " | ".join(row) + " |")
+    lines += _extra_markdown(table, digits)
     if table.failed:
         lines += ["", f"Failed cells ({len(table.failed)}):", ""]
         lines += [
             f"- {f['detector']} / {f['set']} / seed {f['seed']}: {f['error']}" for f in table.failed[:50]
         ]
     return "\n".join(lines) + "\n"
+
+
+def _extra_markdown(table: Table, digits: int) -> list[str]:
+    """The other metrics (mean over seeds and, for several sets, over the sets): one row per
+    detector; a metric holding a value per key (AUROC per defect kind) gets a column per key."""
+    extra = table.extra.get("extra", {})
+    if not extra:
+        return []
+    header, rows = ["detector"], {det: [det] for det in table.ours}
+    for m, by_det in extra.items():
+        keys = sorted(
+            {k for per_set in by_det.values() for v in per_set.values() if isinstance(v, dict) for k in v}
+        )
+        columns = [(m, None)] if not keys else [(m, k) for k in keys]
+        for metric, key in columns:
+            header.append(metric if key is None else f"{metric} {key}")
+            for det in table.ours:
+                values = [v if key is None else v.get(key) for v in by_det.get(det, {}).values()]
+                values = [v for v in values if v is not None]
+                rows[det].append(_fmt(float(np.mean(values)) * table.scale, digits + 1) if values else "")
+    lines = ["", f"Other metrics (mean over seeds and sets; x{table.scale:g}):", ""]
+    lines += ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows.values()]
+    return lines
 
 
 def rank_plot(table: Table, path: Path) -> Path | None:
