@@ -10,9 +10,11 @@ detector, resumable, with the published results beside ours.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from jax_anomaly.persistence import atomic_write
 from jax_anomaly.suites import adbench, one_class, ucr
 from jax_anomaly.suites import images as image_suite
 from jax_anomaly.suites.cells import CellStore, run_cells
@@ -177,6 +179,7 @@ def run_suite(
     seeds = [int(s) for s in (suite.seeds if seeds is None else seeds)]
     chosen = select_sets(suite, options, sets, every)
     out = Path(out or Path("results") / "suites" / name)
+    check_folder(out, name, options)
     store = CellStore(out)
     run_cells(
         name,
@@ -190,6 +193,31 @@ def run_suite(
         retry_failed=retry_failed,
     )
     return write_table(name, out, detectors=detectors, sets=chosen, seeds=seeds, options=options)
+
+
+# Options that say where the data is, not what is computed: a folder's cells hold for any.
+_LOCATION_OPTIONS = ("data_dir",)
+
+
+def check_folder(out: Path, name: str, options: dict) -> None:
+    """Records the suite and its protocol options in ``<out>/suite.json``; a folder holding
+    cells of another suite or other options is an error (its cells would mix into the table).
+
+    Raises:
+      ValueError: ``out`` belongs to another suite or other options.
+    """
+    path = Path(out) / "suite.json"
+    protocol = {k: v for k, v in options.items() if k not in _LOCATION_OPTIONS}
+    record = json.loads(json.dumps({"suite": name, "options": protocol}))  # tuples as lists
+    if path.is_file():
+        old = json.loads(path.read_text())
+        if old != record:
+            raise ValueError(
+                f"{out} holds cells of suite '{old.get('suite')}' with options {old.get('options')}; "
+                f"this run is '{name}' with {protocol}: use another --out"
+            )
+        return
+    atomic_write(path, (json.dumps(record, indent=1) + "\n").encode())
 
 
 def write_table(

@@ -132,6 +132,15 @@ def test_a_failing_cell_is_recorded_and_the_suite_goes_on(root, tmp_path):
     assert "Failed cells (2)" in (tmp_path / "table.md").read_text()
 
 
+def test_a_folder_of_other_options_is_refused(root, tmp_path):
+    kwargs = dict(detectors=["knn"], seeds=[0], out=tmp_path, progress=False)
+    suites.run_suite("adbench", options={"data_dir": str(root)}, **kwargs)
+    with pytest.raises(ValueError, match="holds cells of suite 'adbench' with options"):
+        suites.run_suite("adbench", options={"data_dir": str(root), "protocol": "unsup"}, **kwargs)
+    with pytest.raises(ValueError, match="use another --out"):
+        suites.run_suite("ucr", options={"data_dir": str(root)}, **kwargs)
+
+
 def test_ucr_suite_finds_the_spikes(root, tmp_path):
     table = suites.run_suite(
         "ucr",
