@@ -95,3 +95,32 @@ def test_baselines_refuse_bad_settings_and_a_model_axis():
 
     with pytest.raises(ValueError, match="closed form"):
         ja.KNN(n_models=2).fit(X_TRAIN)
+
+
+@pytest.mark.parametrize("name", ["KNN", "IsolationForest"])
+def test_baseline_estimator_saves_loads_and_exports(name, tmp_path):
+    import jax_anomaly as ja
+
+    est = getattr(ja, name)().fit(X_TRAIN)
+    est.save(tmp_path / "m")
+    np.testing.assert_array_equal(
+        ja.load(tmp_path / "m").decision_function(X_TEST), est.decision_function(X_TEST)
+    )
+    est.export(tmp_path / "e")
+    scorer = jax.export.deserialize(bytearray((tmp_path / "e" / "scorer.stablehlo").read_bytes()))
+    np.testing.assert_allclose(np.asarray(scorer.call(X_TEST)), est.decision_function(X_TEST), rtol=1e-5)
+
+
+def test_baseline_through_the_cli_run_folder(tmp_path):
+    import json
+
+    from jax_anomaly.cli import main
+
+    out = tmp_path / "run"
+    assert (
+        main(
+            ["run", "--detector", "knn", "--dataset", "synthetic", "--out", str(out), "--quiet", "--no-plots"]
+        )
+        == 0
+    )
+    assert json.loads((out / "metrics.json").read_text())["metrics"]["auroc"] > 0.95
