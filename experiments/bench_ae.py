@@ -1,6 +1,7 @@
 """Training throughput of the dense autoencoder on Fashion-MNIST class 0.
 
-    python experiments/bench_ae.py [--epochs 20] [--batch-size 128] [--out results/benchmarks/bench_train_ae.json]
+    python experiments/bench_ae.py [--epochs 20] [--batch-size 128] \
+        [--out results/benchmarks/bench_train_ae.json]
 
 6000 class-0 training images, 784-128-64-12-3 mirrored (the mnist_tutorial preset), batch
 128, 20 epochs: samples/s of the median epoch over epochs 2..N (epoch 1 and compile apart),

@@ -13,7 +13,8 @@ test normals each score's default threshold flags, 5 % by design). Each score is
 standardised per pixel by the held-out normals (``<score>_std``, ``image_scores.pixel_scale``
 fitted on the held-out maps). The model is the one-class tables' dense AE (784-256-128-32).
 ``--model KEY=VALUE`` changes a model setting (a variant of the table; ``--tag`` names it).
-Writes ``results/image_scores/image_scores_<dataset>[_<tag>].md`` and ``.json`` (``--out`` for another folder).
+Writes ``results/image_scores/image_scores_<dataset>[_<tag>].md`` and ``.json``
+(``--out`` for another folder).
 """
 
 from __future__ import annotations
