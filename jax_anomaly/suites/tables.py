@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -77,10 +78,10 @@ class Table:
     def common_sets(self, methods: dict) -> list[str]:
         return [s for s in self.sets if all(s in v for v in methods.values())]
 
-    def means(self) -> dict[str, float]:
-        """Each method's mean over the sets that every method has."""
+    def means(self, exclude: Sequence[str] = ()) -> dict[str, float]:
+        """Each method's mean over the sets that every method has (but ``exclude``)."""
         methods = self.methods()
-        sets = self.common_sets(methods)
+        sets = [s for s in self.common_sets(methods) if s not in set(exclude)]
         return {m: float(np.mean([v[s] for s in sets])) for m, v in methods.items()} if sets else {}
 
     def ranks(self) -> dict[str, float]:
@@ -153,6 +154,7 @@ def build_table(
     """The table of ``records`` (the cells) for ``detectors`` on ``sets``."""
     ours, spread, cells, seconds, failed = {}, {}, {}, {}, []
     extra = {m: {} for m in extra_metrics}
+    resampled: set[str] = set()
     for det in detectors:
         ours[det], spread[det], cells[det] = {}, {}, {}
         for m in extra_metrics:
@@ -166,6 +168,8 @@ def build_table(
                 for r in rs
                 if "error" in r
             ]
+            if any(r.get("metrics", {}).get("resampled") for r in rs):
+                resampled.add(name)
             values = [r["metrics"][metric] for r in rs if r.get("metrics", {}).get(metric) is not None]
             if values:
                 ours[det][name] = float(np.mean(values)) * scale
@@ -178,7 +182,17 @@ def build_table(
                 elif vals:
                     extra[m][det][name] = float(np.mean(vals))
     return Table(
-        suite, metric, scale, sets, ours, spread, cells, failed, seconds, published, {"extra": extra}
+        suite,
+        metric,
+        scale,
+        sets,
+        ours,
+        spread,
+        cells,
+        failed,
+        seconds,
+        published,
+        {"extra": extra, "resampled": sorted(resampled)},
     )
 
 
@@ -193,11 +207,23 @@ def markdown(table: Table, *, header: str = "", digits: int = 1, per_set: bool =
     means, ranks = table.means(), table.ranks()
     methods = table.methods()
     lines += [f"Metric: {table.metric} (x{table.scale:g}). Published columns carry a *.", ""]
-    lines += ["| method | sets | mean | avg rank |", "|---|---|---|---|"]
+    resampled = [s for s in table.extra.get("resampled", []) if s in table.sets]
+    clean = table.means(exclude=resampled) if resampled else {}
+    extra_col = f" mean of the {len(table.sets) - len(resampled)} sets not resampled |" if resampled else ""
+    lines += [
+        "| method | sets | mean | avg rank |" + extra_col,
+        "|---|---|---|---|" + ("---|" if resampled else ""),
+    ]
     order = sorted(methods, key=lambda m: ranks.get(m, np.inf) if ranks else -means.get(m, -np.inf))
     for m in order:
         n = sum(s in methods[m] for s in table.sets)
-        lines.append(f"| {m} | {n} | {_fmt(means.get(m), digits)} | {_fmt(ranks.get(m), 2)} |")
+        row = f"| {m} | {n} | {_fmt(means.get(m), digits)} | {_fmt(ranks.get(m), 2)} |"
+        lines.append(row + (f" {_fmt(clean.get(m), digits)} |" if resampled else ""))
+    if resampled:
+        lines += [
+            "",
+            f"Resampled with replacement (copies of rows in train and test): {', '.join(resampled)}.",
+        ]
     groups = sorted({s.partition(":")[0] for s in table.sets if ":" in s})
     if len(groups) > 1 or (groups and len(groups) < len(table.sets)):
         lines += ["", "Mean per group of sets:", ""]

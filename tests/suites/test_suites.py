@@ -81,6 +81,8 @@ def test_adbench_suite_with_seeds_on_the_model_axis(root, tmp_path):
     )
     text = (tmp_path / "table.md").read_text()
     assert "KNN*" in text and "| small |" in text and (tmp_path / "index.html").is_file()
+    # 'small' (300 rows) is resampled to 1,000 (copies in train and test): reported apart
+    assert "mean of the 1 sets not resampled" in text and "(copies of rows in train and test): small." in text
     assert json.loads((tmp_path / "table.json").read_text())["cells"]["knn"]["small"] == 2
 
 
