@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from jax_anomaly import DataConfig, RunConfig, TrainConfig, fitting, pages, plotting, run
-from jax_anomaly.config import parse_override, to_dict
+from jax_anomaly.config import parse_int_list, parse_override, to_dict
 from jax_anomaly.data.one_class import PUBLISHED_MEAN_AUROC
 from jax_anomaly.detectors import detector_names, get_detector
 from jax_anomaly.detectors.stack import fit_stack_detector
@@ -83,7 +83,7 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     try:
         args.model = dict(parse_override(text) for text in args.model)
-        args.ensemble = parse_classes(args.ensemble) if args.ensemble else None
+        args.ensemble = parse_int_list(args.ensemble, "--ensemble seeds") if args.ensemble else None
     except ValueError as e:
         p.error(str(e))
     if args.ensemble and (args.separate or args.runs):
@@ -91,13 +91,6 @@ def parse_args(argv=None):
             "--separate/--runs train one model per class: run them once per seed (--seed S), not --ensemble"
         )
     return args
-
-
-def parse_classes(text: str) -> list[int]:
-    if "-" in text:
-        lo, hi = (int(v) for v in text.split("-"))
-        return list(range(lo, hi + 1))
-    return [int(v) for v in text.split(",")]
 
 
 def class_config(args, c: int, run_dir: Path | None = None) -> RunConfig:
@@ -283,7 +276,7 @@ def main(argv=None) -> dict:
         raise ValueError("--runs writes one run folder per class: not with --ensemble")
     args.separate = args.separate or args.runs
     runs = out / f"{stem}_runs" if args.runs else None
-    classes = parse_classes(args.classes)
+    classes = parse_int_list(args.classes, "--classes")
     bar = Progress(
         len(classes), f"one-class {args.dataset} {args.detector}", unit="classes", enabled=not args.quiet
     )

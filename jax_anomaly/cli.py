@@ -241,15 +241,13 @@ def _split_list(text: str | None) -> list[str] | None:
 
 
 def run_suite_command(args) -> None:
-    from jax_anomaly.config import parse_override
+    from jax_anomaly.config import parse_int_list, parse_override
     from jax_anomaly.suites import run_suite
 
     options = dict(parse_override(o) for o in args.option)
     if args.data_dir:
         options["data_dir"] = args.data_dir
-    seeds = None
-    if args.seeds:
-        seeds = _parse_seeds(args.seeds)
+    seeds = parse_int_list(args.seeds, "seeds") if args.seeds else None
     table = run_suite(
         args.name,
         detectors=_split_list(args.detectors),
@@ -269,17 +267,6 @@ def run_suite_command(args) -> None:
         print(f"{det}: mean {table.metric} {text} over {len(table.ours[det])} sets{extra}")
     if table.failed:
         print(f"{len(table.failed)} cell(s) failed; see table.md")
-
-
-def _parse_seeds(text: str) -> list[int]:
-    """``0-4`` or ``0,2,5`` as a list of integers."""
-    try:
-        if "-" in text:
-            lo, hi = (int(v) for v in text.split("-"))
-            return list(range(lo, hi + 1))
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ValueError(f"seeds must be like 0-4 or 0,2,5; got '{text}'") from None
 
 
 def _values(cls, args, names=None) -> dict:

@@ -167,6 +167,22 @@ def parse_override(text: str) -> tuple[str, object]:
         return key, value
 
 
+def parse_int_list(text: str, what: str = "values") -> list[int]:
+    """``'0-4'`` (a range, both ends included) or ``'0,2,5'`` -> a list of integers (seeds,
+    classes), for the suite CLI and the experiments.
+
+    Raises:
+      ValueError: anything else.
+    """
+    try:
+        if "-" in text:
+            lo, hi = (int(v) for v in text.split("-"))
+            return list(range(lo, hi + 1))
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"{what} must be like 0-4 or 0,2,5; got '{text}'") from None
+
+
 def to_dict(cfg) -> dict:
     """A JSON-ready dict of a config dataclass (values with a string form, such as a
     threshold spec, as that string)."""
