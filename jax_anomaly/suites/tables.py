@@ -95,6 +95,13 @@ class Table:
         r = np.vstack([rankdata(-row) for row in values]).mean(axis=0)
         return dict(zip(names, r.tolist(), strict=True))
 
+    def summary(self) -> list[tuple[str, int, float | None, float | None]]:
+        """``(method, sets it has, mean, average rank)`` of every method, best rank first
+        (best mean first where there are no ranks)."""
+        means, ranks, methods = self.means(), self.ranks(), self.methods()
+        order = sorted(methods, key=lambda m: ranks.get(m, np.inf) if ranks else -means.get(m, -np.inf))
+        return [(m, sum(s in methods[m] for s in self.sets), means.get(m), ranks.get(m)) for m in order]
+
     def versus(self, ours: str) -> list[dict]:
         """``ours`` against each other method on their common sets: wins, ties, losses and the
         two-sided paired Wilcoxon signed-rank p-value (None with fewer than 2 differences)."""
@@ -204,7 +211,7 @@ def markdown(table: Table, *, header: str = "", digits: int = 1, per_set: bool =
     """The table as Markdown: a summary (means, ranks, published overall figures), wins and
     losses of each of ours against every other method, then per set."""
     lines = [header] if header else []
-    means, ranks = table.means(), table.ranks()
+    ranks = table.ranks()
     methods = table.methods()
     lines += [f"Metric: {table.metric} (x{table.scale:g}). Published columns carry a *.", ""]
     resampled = [s for s in table.extra.get("resampled", []) if s in table.sets]
@@ -214,10 +221,8 @@ def markdown(table: Table, *, header: str = "", digits: int = 1, per_set: bool =
         "| method | sets | mean | avg rank |" + extra_col,
         "|---|---|---|---|" + ("---|" if resampled else ""),
     ]
-    order = sorted(methods, key=lambda m: ranks.get(m, np.inf) if ranks else -means.get(m, -np.inf))
-    for m in order:
-        n = sum(s in methods[m] for s in table.sets)
-        row = f"| {m} | {n} | {_fmt(means.get(m), digits)} | {_fmt(ranks.get(m), 2)} |"
+    for m, n, mean, rank in table.summary():
+        row = f"| {m} | {n} | {_fmt(mean, digits)} | {_fmt(rank, 2)} |"
         lines.append(row + (f" {_fmt(clean.get(m), digits)} |" if resampled else ""))
     if resampled:
         lines += [
@@ -318,15 +323,9 @@ def page_html(table: Table, header: str, plot: Path | None, digits: int = 1) -> 
     the rank plot, wins and losses of ours against each method, and the per-set table."""
     from jax_anomaly import pages
 
-    means, ranks, methods = table.means(), table.ranks(), table.methods()
-    order = sorted(methods, key=lambda m: ranks.get(m, np.inf) if ranks else -means.get(m, -np.inf))
+    methods = table.methods()
     body = [f"<p>{pages.esc(line)}</p>" for line in header.strip().splitlines()[1:] if line.strip()]
-    body.append(
-        pages.table(
-            ["method", "sets", "mean", "average rank"],
-            [[m, sum(s in methods[m] for s in table.sets), means.get(m), ranks.get(m)] for m in order],
-        )
-    )
+    body.append(pages.table(["method", "sets", "mean", "average rank"], [list(r) for r in table.summary()]))
     if table.published and table.published.overall:
         body.append("<h2>Published over the whole collection</h2>")
         body.append(pages.table(["method", "value"], [[m, v] for m, v in table.published.overall.items()]))
