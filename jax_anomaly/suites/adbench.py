@@ -22,16 +22,13 @@ def sets(options: dict) -> list[str]:
     return list(adbench_files(options.get("data_dir")))
 
 
-def _split(name: str, seed: int, options: dict, cache: dict):
-    key = (name, seed)
-    if ("raw", name) not in cache:
-        cache[("raw", name)] = load_adbench(name, options.get("data_dir"))
-    if key not in cache:
-        x, y = cache[("raw", name)]
-        cache[key] = protocol_split(
-            x, y, protocol=options["protocol"], seed=seed, max_rows=options.get("max_rows", MAX_ROWS)
-        )
-    return cache[key]
+def split(name: str, seed: int, options: dict, data: tuple | None = None):
+    """Set ``name`` under the suite's protocol for ``seed`` (``data``: its ``(X, y)``, already
+    loaded)."""
+    x, y = data if data is not None else load_adbench(name, options.get("data_dir"))
+    return protocol_split(
+        x, y, protocol=options["protocol"], seed=seed, max_rows=options.get("max_rows", MAX_ROWS)
+    )
 
 
 def _metrics(split, scores) -> dict:
@@ -55,9 +52,8 @@ def run_group(detector: str, name: str, seeds: list[int], options: dict) -> dict
     from jax_anomaly.sweep import sweep
 
     params = dict(options.get("estimator") or {})
-    cache: dict = {}
-    splits = {s: _split(name, s, options, cache) for s in seeds}
-    first = splits[seeds[0]]
+    data = load_adbench(name, options.get("data_dir"))
+    first = split(name, seeds[0], options, data)
     same_rows = options["protocol"] == "semi" and not (first.resampled or first.subsampled)
     out = {}
     if same_rows and len(seeds) > 1 and get_detector(detector).trains:
@@ -67,9 +63,9 @@ def run_group(detector: str, name: str, seeds: list[int], options: dict) -> dict
             out[seed] = _metrics(first, np.asarray(scores[k]))
         return out
     for seed in seeds:
-        split = splits[seed]
-        est = estimator_for(detector, seed=seed, **params).fit(split.x_train)
-        out[seed] = _metrics(split, est.decision_function(split.x_test))
+        part = first if seed == seeds[0] else split(name, seed, options, data)
+        est = estimator_for(detector, seed=seed, **params).fit(part.x_train)
+        out[seed] = _metrics(part, est.decision_function(part.x_test))
     return out
 
 

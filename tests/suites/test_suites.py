@@ -72,7 +72,7 @@ def test_adbench_suite_with_seeds_on_the_model_axis(root, tmp_path):
     # 'plain' is neither resampled nor subsampled: the AE's seeds train as one stacked program;
     # seed 1 there equals the estimator fitted alone with seed 1
     cell = suites.CellStore(tmp_path).get("ae", "plain", 1)
-    split = adbench._split("plain", 1, {**adbench.OPTIONS, **options}, {})
+    split = adbench.split("plain", 1, {**adbench.OPTIONS, **options})
     alone = estimator_for("ae", seed=1, **TINY_AE).fit(split.x_train)
     from sklearn.metrics import roc_auc_score
 
