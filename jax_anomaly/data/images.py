@@ -15,6 +15,10 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 RESIZE_MODES = ("resize", "crop")
 MAGNETIC_TILE_FOLDER = "magnetic_tile"
 MAGNETIC_TILE_NORMAL = "MT_Free"
+# Side of the square images by default, and the seeded share of the normal images that
+# trains (the rest and every defective image test): the data sets and the suite take these.
+IMAGE_SIZE = 64
+TRAIN_FRACTION = 0.8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,7 +103,7 @@ def load_image_folder(
     normal: str = "good",
     abnormal: tuple[str, ...] | None = None,
     mask_dir: str | None = None,
-    size: int = 64,
+    size: int = IMAGE_SIZE,
     mode: str = "resize",
     grey: bool = True,
     name: str | None = None,
@@ -162,7 +166,9 @@ def load_image_folder(
     )
 
 
-def load_magnetic_tile(data_dir: str | None = None, *, size: int = 64, mode: str = "resize") -> ImageSet:
+def load_magnetic_tile(
+    data_dir: str | None = None, *, size: int = IMAGE_SIZE, mode: str = "resize"
+) -> ImageSet:
     """The magnetic tile defect photographs (Huang et al. 2018): ``MT_Free`` normal, the other
     ``MT_*`` folders defect kinds, masks beside the images; grey.
 

@@ -302,21 +302,23 @@ def load_adbench_dataset(spec: str, data_dir: str | None, seed: int) -> Dataset:
     )
 
 
-# Size of the images of ``folder:PATH`` and ``magnetic_tile`` as data sets (grey, resized).
-IMAGE_SIZE = 64
-
-
 def load_image_dataset(spec: str, data_dir: str | None, seed: int) -> Dataset:
     """``magnetic_tile`` or ``folder:PATH`` (anomalib's Folder layout, normal folder ``good``)
-    as grey IMAGE_SIZE x IMAGE_SIZE images: a seeded 80 % of the normal images train, the rest
-    and every defective image test (label 1 = defective)."""
-    from jax_anomaly.data.images import image_split, load_image_folder, load_magnetic_tile
+    as grey square images of ``images.IMAGE_SIZE``: a seeded ``images.TRAIN_FRACTION`` of the
+    normal images train, the rest and every defective image test (label 1 = defective)."""
+    from jax_anomaly.data.images import (
+        IMAGE_SIZE,
+        TRAIN_FRACTION,
+        image_split,
+        load_image_folder,
+        load_magnetic_tile,
+    )
 
     if spec == "magnetic_tile":
         images = load_magnetic_tile(data_dir, size=IMAGE_SIZE)
     else:
         images = load_image_folder(spec.partition(":")[2], size=IMAGE_SIZE)
-    train, test = image_split(images.labels, seed, 0.8)
+    train, test = image_split(images.labels, seed, TRAIN_FRACTION)
     x = images.images.reshape(len(images), -1)
     return Dataset(
         spec,

@@ -8,14 +8,14 @@ import functools
 
 import numpy as np
 
-from jax_anomaly.data.images import image_split, load_magnetic_tile
+from jax_anomaly.data.images import IMAGE_SIZE, TRAIN_FRACTION, image_split, load_magnetic_tile
 from jax_anomaly.estimators import estimator_for
 from jax_anomaly.metrics import pro_auc, ranking_metrics
 from jax_anomaly.suites.tables import Published, read_published_overall
 
 DETECTORS = ("knn", "ae")
 SEEDS = (0, 1, 2, 3, 4)
-OPTIONS = {"data_dir": None, "size": 64, "train_fraction": 0.8, "estimator": {}}
+OPTIONS = {"data_dir": None, "size": IMAGE_SIZE, "train_fraction": TRAIN_FRACTION, "estimator": {}}
 
 
 def sets(options: dict) -> list[str]:
