@@ -32,11 +32,18 @@ EXIT_USAGE = 2
 MODEL_DEST = "model__"  # argparse dest prefix of detector config fields
 
 
-def _int_tuple(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(t) for t in text.split(",") if t.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{text}'") from None
+def _number_tuple(kind: type, what: str):
+    def parse(text: str) -> tuple:
+        try:
+            return tuple(kind(t) for t in text.split(",") if t.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {what}, got '{text}'") from None
+
+    return parse
+
+
+_int_tuple = _number_tuple(int, "integers")
+_float_tuple = _number_tuple(float, "numbers")
 
 
 def _bool(text: str) -> bool:
@@ -73,7 +80,8 @@ def _kind(cls, field: dataclasses.Field):
     if hint in (int, float, str, bool):
         return hint
     if typing.get_origin(hint) is tuple:
-        return _int_tuple if typing.get_args(hint)[0] is int else "append"
+        item = typing.get_args(hint)[0]
+        return {int: _int_tuple, float: _float_tuple}.get(item, "append")
     return None
 
 
@@ -182,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser(
         "demo", help="dense autoencoder on the bundled 8x8 digits, digit 0 normal (no download)"
     )
-    _add_run_flags(demo, defaults={"epochs": 100, "batch_size": 32})
+    _add_run_flags(demo, defaults={"detector": "ae", "epochs": 100, "batch_size": 32})
     run = sub.add_parser("run", help="train a detector, score the test split, write a run folder")
     _add_run_flags(run, defaults={})
     report = sub.add_parser(

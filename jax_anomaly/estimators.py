@@ -34,7 +34,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from jax_anomaly import fitting, serving, thresholds
 from jax_anomaly.config import TrainConfig, field_docs
-from jax_anomaly.detectors import check_features, get_detector, registry
+from jax_anomaly.detectors import DEFAULT_DETECTOR, check_features, get_detector, registry
 from jax_anomaly.detectors.base import check_float32_range
 
 # The estimator's parameters beyond TrainConfig's fields (which it takes by the same names).
@@ -68,6 +68,7 @@ class AnomalyDetector(BaseEstimator):
 
     Args:
       detector: registry name (``ae``, ``anogan``, ...); the per-detector classes fix it.
+        None (default): ``tabular``, the default tabular ensemble (``TabularDetector``).
       preset: the detector's preset (None: its default for ``dataset``).
       model: overrides of the detector config, e.g. ``{"hidden": (64,), "latent": 8}``.
       epochs, batch_size, learning_rate, b1, b2, patience, drop_remainder, unroll, devices,
@@ -108,10 +109,7 @@ class AnomalyDetector(BaseEstimator):
 
     @property
     def name(self) -> str:
-        name = self.fixed_detector or self.detector
-        if name is None:
-            raise ValueError("AnomalyDetector needs detector=... (e.g. 'ae'), or use a per-detector class")
-        return name
+        return self.fixed_detector or self.detector or DEFAULT_DETECTOR
 
     def threshold_spec(self) -> thresholds.ThresholdSpec:
         """The threshold rule: ``contamination:C`` when ``contamination`` is set (PyOD's
@@ -282,6 +280,34 @@ class AnomalyDetector(BaseEstimator):
         self._check_fitted()
         return self._confidence(self.decision_function(X))
 
+    def predict_with_rejection(self, X, T: float = 32, return_stats: bool = False):
+        """``predict``'s labels, with -2 where the detector abstains (PyOD's convention): a
+        prediction is rejected when its ``predict_confidence`` c has 2|c - 1/2| <= 1 - 2 exp(-T)
+        (Perini, Buerkner and Klami, ICML 2023, "Unsupervised Anomaly Detection with
+        Rejection"; T = 32 as in PyOD). With ``return_stats``: ``(labels, stats)``, ``stats``
+        the share of ``X`` rejected and the share of the training rows that would be.
+
+        Raises:
+          ValueError: T <= 0, or not fitted.
+        """
+        if not T > 0:
+            raise ValueError(f"T must be > 0, got {T}")
+        self._check_fitted()
+        labels, confidence = self.predict(X, return_confidence=True)
+        limit = 1.0 - 2.0 * np.exp(-T)
+
+        def rejected(conf):
+            return 2.0 * np.abs(conf - 0.5) <= limit
+
+        labels = np.where(rejected(confidence), -2, labels)
+        if not return_stats:
+            return labels
+        train = rejected(self._confidence(self.decision_scores_))
+        return labels, {
+            "rejection_rate": float(np.mean(labels == -2)),
+            "training_rejection_rate": float(train.mean()),
+        }
+
     def _confidence(self, scores: np.ndarray) -> np.ndarray:
         train = np.sort(self.decision_scores_)
         n = len(train)
@@ -328,8 +354,20 @@ class AnomalyDetector(BaseEstimator):
         self._check_fitted()
         settings = {
             k: getattr(self, k)
-            for k in ("preset", "model", "validation_fraction", "dataset", "precision", "seed")
+            for k in (
+                "preset",
+                "model",
+                "validation_fraction",
+                "dataset",
+                "precision",
+                "seed",
+                "contamination",
+            )
         }
+        # as given, so that the loaded estimator's get_params() equals this one's
+        settings["threshold"] = self.threshold if isinstance(self.threshold, str) else str(self.threshold)
+        settings["estimator_class"] = type(self).__name__
+        settings["detector"] = self.detector if self.fixed_detector is None else None
         return fitting.save(
             path,
             self.model_,
@@ -379,13 +417,17 @@ def load(path) -> AnomalyDetector:
     settings = dict(manifest["settings"])
     if isinstance(settings.get("model"), dict):
         settings["model"] = fitting.tuples(settings["model"])
+    detector, cls = settings.pop("detector", None), settings.pop("estimator_class", None)
     params = {
         **{name: getattr(train, name) for name in TRAIN_PARAMS},
+        "threshold": str(model.spec),  # folders saved before the threshold as given was kept
         **settings,
-        "threshold": str(model.spec),
         "n_models": manifest.get("ensemble", {}).get("n_models", 1),
     }
-    est = estimator_for(manifest["detector"], **params)
+    if cls == AnomalyDetector.__name__:  # saved as AnomalyDetector(name): load it as that
+        est = AnomalyDetector(detector, **params)
+    else:
+        est = estimator_for(manifest["detector"], **params)
     est._set_model(model)
     # PyOD's training scores (a run folder's model has none: its held-out scores stand in)
     est.decision_scores_ = np.asarray(manifest.get("decision_scores", model.calibration_scores), np.float64)

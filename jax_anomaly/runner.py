@@ -21,7 +21,7 @@ from jax_anomaly import metrics as metrics_lib
 from jax_anomaly.config import DataConfig, TrainConfig, matmul_precision, to_dict
 from jax_anomaly.data import OneClassData, load_dataset, one_class_split
 from jax_anomaly.data.series import is_series
-from jax_anomaly.detectors import check_features, check_fit_data, get_detector
+from jax_anomaly.detectors import DEFAULT_DETECTOR, check_features, check_fit_data, get_detector
 from jax_anomaly.detectors.stack import FittedStack
 from jax_anomaly.environment import versions
 from jax_anomaly.persistence import is_writer, write_json
@@ -35,7 +35,7 @@ class RunConfig:
     """Everything one run needs; every random choice derives from ``seed``.
 
     Attributes:
-      detector: registered detector name.
+      detector: registered detector name (default: the tabular ensemble, ``tabular``).
       preset: detector preset (None: the one for the data set).
       model: overrides of the detector config's fields (e.g. ``{'latent': 8}``).
       data: data settings (``DataConfig``).
@@ -53,7 +53,7 @@ class RunConfig:
         with their standardised mean (``fitting.combine``).
     """
 
-    detector: str = "ae"
+    detector: str = DEFAULT_DETECTOR
     preset: str | None = None
     model: dict[str, Any] = dataclasses.field(default_factory=dict)
     data: DataConfig = DataConfig()

@@ -91,19 +91,22 @@ def test_conv_vae_run_writes_the_latent_plot(tmp_path):
         (["run", "--normal", "42"], "not in the training labels"),
         (["run", "--epochs", "0"], "epochs must be >= 1"),
         (["run", "--dataset", "csv:/no/such.csv"], "data file not found"),
-        (["run", "--latent", "0"], "layer sizes"),
+        (["run", "--detector", "ae", "--latent", "0"], "layer sizes"),
         (["run", "--devices", "0"], "devices must be >= 1"),
         (["run", "--devices", "4096"], "visible device"),
-        (["run", "--resume"], "no checkpoint at"),
+        (["run", "--detector", "ae", "--resume"], "no checkpoint at"),
         (["run", "--threshold", "fpr:1.5"], "fpr must be in (0, 1)"),
-        (["run", "--kappa", "2"], "--kappa does not apply to detector 'ae'"),
+        (["run", "--kappa", "2"], "--kappa does not apply to detector 'tabular'"),
         (["run", "--detector", "vae", "--loss", "bce"], "--loss does not apply to detector 'vae'"),
         (
             ["run", "--detector", "fanogan", "--search-steps", "5"],
             "--search-steps does not apply to detector 'fanogan'",
         ),
         (["run", "--detector", "fanogan", "--loss", "paper"], "--loss does not apply to detector 'fanogan'"),
-        (["run", "--dataset", "synthetic", "--arch", "conv"], "square single-channel images"),
+        (
+            ["run", "--dataset", "synthetic", "--detector", "ae", "--arch", "conv"],
+            "square single-channel images",
+        ),
     ],
 )
 def test_bad_input_one_line_exit_2(tmp_path, capsys, argv, message):
@@ -121,7 +124,10 @@ def test_bad_flag_exits_2(capsys, argv):
 
 @pytest.mark.parametrize(
     "argv",
-    [["--detector", "anogan", "--patience", "3"], ["--val-fraction", "0", "--patience", "3"]],
+    [
+        ["--detector", "anogan", "--patience", "3"],
+        ["--detector", "ae", "--val-fraction", "0", "--patience", "3"],
+    ],
 )
 def test_patience_without_validation_loss_is_an_error(tmp_path, capsys, argv):
     assert main(["run", *argv, "--epochs", "2", "--out", str(tmp_path), "--quiet"]) == 2

@@ -139,7 +139,19 @@ def test_a_process_killed_mid_run_stops_the_launch(tmp_path):
     assert _pids(marker) == []  # process 0 stopped too
 
 
-RESUMABLE = ["run", "--dataset", "synthetic", "--preset", "tiny", "--batch-size", "32", "--epochs", "100"]
+RESUMABLE = [
+    "run",
+    "--detector",
+    "ae",
+    "--dataset",
+    "synthetic",
+    "--preset",
+    "tiny",
+    "--batch-size",
+    "32",
+    "--epochs",
+    "100",
+]
 RESUMABLE += ["--checkpoint-every", "10", "--quiet", "--no-plots", "--seed", "3"]
 
 

@@ -85,6 +85,39 @@ def test_confidence_is_pyods_excede(fitted):
     assert ((0 <= conf) & (conf <= 1)).all()
 
 
+def test_predict_with_rejection_abstains_where_confidence_is_low(fitted):
+    x = MinMaxScaler().fit_transform(pyod_data(100, 5, seed=1)[0])
+    labels, conf = fitted.predict(x, return_confidence=True)
+    for T in (1.0, 4.0, 32):
+        out, stats = fitted.predict_with_rejection(x, T=T, return_stats=True)
+        reject = 2 * np.abs(conf - 0.5) <= 1 - 2 * np.exp(-T)
+        np.testing.assert_array_equal(out, np.where(reject, -2, labels))
+        assert stats["rejection_rate"] == pytest.approx(reject.mean())
+        assert 0 <= stats["training_rejection_rate"] <= 1
+    # a larger T demands more confidence: it never rejects fewer
+    assert (fitted.predict_with_rejection(x, T=1.0) == -2).sum() <= (
+        fitted.predict_with_rejection(x, T=32) == -2
+    ).sum()
+    with pytest.raises(ValueError, match="T must be > 0"):
+        fitted.predict_with_rejection(x, T=0)
+
+
+@pytest.mark.parametrize(
+    "est",
+    [
+        lambda: ja.AutoEncoder(preset="tiny", epochs=2, model={"latent": 3}, contamination=0.1, seed=4),
+        lambda: ja.AnomalyDetector("knn", model={"k": 3}, threshold="fpr:0.05"),
+        lambda: ja.AnomalyDetector(preset="tiny"),
+    ],
+)
+def test_a_loaded_estimator_has_the_fitted_ones_parameters(est, tmp_path):
+    x, _ = pyod_data(120, 4)
+    model = est().fit(x)
+    loaded = ja.load(model.save(tmp_path / "m"))
+    assert type(loaded) is type(model) and loaded.get_params() == model.get_params()
+    np.testing.assert_array_equal(loaded.decision_function(x), model.decision_function(x))
+
+
 def test_outlier_detector_tag_not_fitted_and_contamination_range():
     est = ja.AutoEncoder()
     assert est.__sklearn_tags__().estimator_type == "outlier_detector"

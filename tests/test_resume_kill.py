@@ -18,7 +18,7 @@ COMMON = ["--dataset", "synthetic", "--preset", "tiny", "--batch-size", "8"]
 COMMON += ["--checkpoint-every", "50", "--quiet", "--no-plots", "--seed", "3"]
 # detector flags, and the checkpoint whose appearance says the run is where it should be killed
 CASES = {
-    "ae": (["--epochs", "600"], "checkpoint.msgpack"),
+    "ae": (["--detector", "ae", "--epochs", "600"], "checkpoint.msgpack"),
     "fanogan": (
         ["--detector", "fanogan", "--epochs", "60", "--encoder-epochs", "3000"],
         "checkpoint.msgpack.encoder",

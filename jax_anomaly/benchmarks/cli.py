@@ -7,6 +7,7 @@ import jax
 from jax_anomaly.benchmarks.scaling import bench_scaling
 from jax_anomaly.benchmarks.score import bench_score
 from jax_anomaly.benchmarks.search import bench_fanogan, bench_search
+from jax_anomaly.benchmarks.tabular import bench_tabular
 from jax_anomaly.benchmarks.train import Target, bench_train
 from jax_anomaly.config import TrainConfig
 from jax_anomaly.detectors import detector_names
@@ -51,6 +52,10 @@ def add_bench_parser(sub) -> None:
     b.add_argument("--subset", type=int, default=2000)
     b.add_argument("--data-dir")
     b.add_argument("--out", default="results/benchmarks/bench_fanogan.json")
+    b = bsub.add_parser("tabular", help="the default tabular detector's fit and score times against rows")
+    b.add_argument("--rows", type=_ints, default=(10_000, 100_000, 1_000_000))
+    b.add_argument("--features", type=int, default=100)
+    b.add_argument("--out", default="results/benchmarks/bench_tabular.json")
     b = bsub.add_parser("scaling", help="data-parallel throughput on 1, 2, 4, 8 devices")
     b.add_argument("--cpu-devices", type=int, default=8, help="virtual CPU devices to create on a CPU")
     b.add_argument("--device-counts", type=_ints, default=(1, 2, 4, 8))
@@ -69,7 +74,11 @@ def run_bench(args) -> dict:
         return bench_score(
             target, train, sizes=args.sizes, progress=getattr(args, "progress", False), out=args.out
         )
-    common = {"data_dir": args.data_dir, "out": args.out} if args.which != "scaling" else {"out": args.out}
+    common = (
+        {"data_dir": args.data_dir, "out": args.out}
+        if args.which not in ("scaling", "tabular")
+        else {"out": args.out}
+    )
     if args.which == "search":
         return bench_search(
             gan_epochs=args.gan_epochs,
@@ -78,6 +87,8 @@ def run_bench(args) -> dict:
             precisions=args.precisions,
             **common,
         )
+    if args.which == "tabular":
+        return bench_tabular(rows=args.rows, features=args.features, out=args.out)
     if args.which == "fanogan":
         return bench_fanogan(epochs=args.epochs, subset=args.subset, **common)
     jax.config.update("jax_num_cpu_devices", args.cpu_devices)  # before any device is used

@@ -5,7 +5,7 @@ and call ``register`` (``docs/extending.md``, ``experiments/custom_detector.py``
 outside module is loaded with ``--plugin`` or the ``jax_anomaly.detectors`` entry point.
 """
 
-from jax_anomaly.detectors import aae, anogan, autoencoder, baselines, fanogan, vae  # noqa: F401  (each registers itself)
+from jax_anomaly.detectors import aae, anogan, autoencoder, baselines, fanogan, tabular, vae  # noqa: F401  (each registers itself)
 from jax_anomaly.detectors.base import (
     Detector,
     Fitted,
@@ -21,7 +21,11 @@ from jax_anomaly.detectors.base import (
     sample_keys,
 )
 
+# What a user gets with no detector named: ``AnomalyDetector()``, ``jax-anomaly run``.
+DEFAULT_DETECTOR = "tabular"
+
 __all__ = [
+    "DEFAULT_DETECTOR",
     "Detector",
     "Fitted",
     "Phase",

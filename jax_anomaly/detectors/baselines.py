@@ -148,21 +148,28 @@ def iforest_fit(cfg: IForestConfig, x_train: np.ndarray, key) -> dict:
     }
 
 
+def iforest_score(params: dict, x: jax.Array) -> jax.Array:
+    """The Isolation Forest score of ONE sample (scikit-learn's ``-score_samples``): 2 to the
+    minus the mean path length over the forest ``params`` (``iforest_fit``), normalised."""
+
+    def walk(tree):
+        feature, threshold, left, right, leaf_value = tree
+
+        def step(node, _):
+            go_left = x[feature[node]] <= threshold[node]
+            return jnp.where(go_left, left[node], right[node]), None
+
+        node, _ = jax.lax.scan(step, jnp.int32(0), params["steps"])
+        return leaf_value[node]
+
+    keys = ("feature", "threshold", "left", "right", "leaf_value")
+    depths = jax.vmap(walk)(tuple(params[k] for k in keys))
+    return jnp.exp2(-jnp.sum(depths) / params["norm"])
+
+
 def iforest_scorer(cfg: IForestConfig, n_features: int):
     def one(params, x):
-        def walk(tree):
-            feature, threshold, left, right, leaf_value = tree
-
-            def step(node, _):
-                go_left = x[feature[node]] <= threshold[node]
-                return jnp.where(go_left, left[node], right[node]), None
-
-            node, _ = jax.lax.scan(step, jnp.int32(0), params["steps"])
-            return leaf_value[node]
-
-        keys = ("feature", "threshold", "left", "right", "leaf_value")
-        depths = jax.vmap(walk)(tuple(params[k] for k in keys))
-        return {"score": jnp.exp2(-jnp.sum(depths) / params["norm"])}
+        return {"score": iforest_score(params, x)}
 
     return one
 

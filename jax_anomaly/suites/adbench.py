@@ -11,7 +11,7 @@ from jax_anomaly.estimators import estimator_for
 from jax_anomaly.metrics import ranking_metrics
 from jax_anomaly.suites.tables import Published, read_published_csv
 
-DETECTORS = ("knn", "iforest", "pca", "ecod", "ae", "vae")
+DETECTORS = ("tabular", "knn", "iforest", "pca", "ecod", "ae", "vae")
 SEEDS = (0, 1, 2, 3, 4)
 # ``estimator``: estimator parameters over the defaults (e.g. ``{"epochs": 5}``); empty: what a
 # user gets with no choice made.
