@@ -56,7 +56,8 @@ def parse(path) -> StrictPage:
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
-    for name, argv in (("ae", ["--detector", "ae", "--epochs", "20"]), ("vae", ["--detector", "vae", "--epochs", "5"])):
+    runs = (("ae", ["--detector", "ae", "--epochs", "20"]), ("vae", ["--detector", "vae", "--epochs", "5"]))
+    for name, argv in runs:
         assert main(["run", *argv, "--batch-size", "32", "--out", str(root / name), "--quiet"]) == 0
     return root
 

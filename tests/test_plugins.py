@@ -37,7 +37,8 @@ def test_plugin_detector_is_an_estimator(digits):
 
 def test_a_flag_of_a_plugin_does_not_apply_to_other_detectors(tmp_path, capsys):
     assert main(["run", "--plugin", PLUGIN, "--out-dim", "8", "--out", str(tmp_path), "--quiet"]) == 2
-    assert "--out-dim does not apply to detector 'tabular' (it applies to: deep_svdd)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--out-dim does not apply to detector 'tabular' (it applies to: deep_svdd)" in err
 
 
 @pytest.mark.parametrize(

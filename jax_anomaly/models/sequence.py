@@ -18,6 +18,34 @@ SEQUENCE_ARCHS = ("conv1d", "gru")
 _KERNEL = (5,)
 
 
+class UnfoldConv1D(nn.Module):
+    """``nn.Conv`` for 1-D inputs ``(N, L, C)`` with ``padding='SAME'``, computed as ONE matrix
+    product over the unfolded windows: the K shifted (strided) slices of the padded input are
+    stacked to ``(N, L_out, K*C)`` and multiplied by the kernel reshaped to ``(K*C, F)``.
+    Same parameters (``kernel`` (K, C, F), ``bias`` (F,)), initialisers and outputs as
+    ``nn.Conv(features, (K,), strides, padding='SAME')`` (tested equal). On CPU, XLA's
+    convolution inside the training loop (whole epochs in a ``lax.scan``) made ``conv1d_ae``'s
+    fit 14x slower (10 epochs on 1,200 points, window 183: 37 s against 2.7 s), although one
+    layer's gradient step alone is about as fast either way (``experiments/bench_conv1d.py``).
+    """
+
+    features: int
+    kernel_size: int
+    strides: int = 1
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        n, length, c = x.shape
+        k, s = self.kernel_size, self.strides
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (k, c, self.features))
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+        out = -(-length // s)
+        pad = max((out - 1) * s + k - length, 0)
+        x = jnp.pad(x, ((0, 0), (pad // 2, pad - pad // 2), (0, 0)))
+        windows = jnp.stack([x[:, j : j + (out - 1) * s + 1 : s] for j in range(k)], axis=2)  # (N, out, K, C)
+        return windows.reshape((n, out, k * c)) @ kernel.reshape((k * c, self.features)) + bias
+
+
 def sequence_shape(n_features: int, in_channels: int) -> tuple[int, int]:
     """``(L, C)`` of a flattened window.
 
@@ -44,7 +72,7 @@ class Conv1DEncoder(nn.Module):
         lead = x.shape[:-1]
         h = x.reshape((-1, self.length, self.in_channels))
         for i, c in enumerate(self.channels):
-            h = act(nn.Conv(c, _KERNEL, strides=2, padding="SAME", name=f"conv_{i}")(h))
+            h = act(UnfoldConv1D(c, _KERNEL[0], strides=2, name=f"conv_{i}")(h))
         return nn.Dense(self.out, name="out")(h.reshape((h.shape[0], -1))).reshape((*lead, self.out))
 
 
@@ -69,7 +97,7 @@ class Conv1DDecoder(nn.Module):
         h = act(nn.Dense(short * self.channels[0], name="project")(z.reshape((-1, z.shape[-1]))))
         h = h.reshape((-1, short, self.channels[0]))
         for i, c in enumerate(self.channels):
-            h = act(nn.Conv(c, _KERNEL, padding="SAME", name=f"upconv_{i}")(jnp.repeat(h, 2, axis=1)))
+            h = act(UnfoldConv1D(c, _KERNEL[0], name=f"upconv_{i}")(jnp.repeat(h, 2, axis=1)))
         h = nn.Conv(self.out_channels, (1,), name="out")(h[:, : self.length])
         return activation(self.output_activation)(h).reshape((*lead, self.length * self.out_channels))
 
