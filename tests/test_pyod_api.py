@@ -106,7 +106,7 @@ def test_predict_with_rejection_abstains_where_confidence_is_low(fitted):
     "est",
     [
         lambda: ja.AutoEncoder(preset="tiny", epochs=2, model={"latent": 3}, contamination=0.1, seed=4),
-        lambda: ja.AnomalyDetector("knn", model={"k": 3}, threshold="fpr:0.05"),
+        lambda: ja.AnomalyDetector("knn", model={"k": 3}, threshold="percentile:90"),
         lambda: ja.AnomalyDetector(preset="tiny"),
     ],
 )
