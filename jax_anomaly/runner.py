@@ -360,10 +360,13 @@ def format_summary(summary: dict) -> str:
             f"  vs {label}: threshold {c['threshold']:.6g}  P {c['precision']:.4f}  "
             f"R {c['recall']:.4f}  F1 {c['f1']:.4f}"
         )
-    lines.append(
-        f"  time: compile {t['compile_seconds']:.2f}s, train {t['train_seconds']:.2f}s "
-        f"({t['train_samples_per_second']:,.0f} samples/s), score {t['score_seconds']:.2f}s"
+    rate = t["train_samples_per_second"]
+    fit = (
+        f"train {t['train_seconds']:.2f}s ({rate:,.0f} samples/s)"
+        if rate
+        else f"fit {t['train_seconds']:.2f}s (closed form)"
     )
+    lines.append(f"  time: compile {t['compile_seconds']:.2f}s, {fit}, score {t['score_seconds']:.2f}s")
     return "\n".join(lines)
 
 
