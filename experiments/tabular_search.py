@@ -26,6 +26,7 @@ from sklearn.ensemble import IsolationForest
 from jax_anomaly.config import parse_int_list
 from jax_anomaly.data.collections import adbench_files, load_adbench, protocol_split
 from jax_anomaly.detectors.neighbors import nearest_distances, reference_blocks
+from jax_anomaly.detectors.tabular import robust_scale
 from jax_anomaly.metrics import ranking_metrics
 from jax_anomaly.suites.tables import read_published_csv
 
@@ -172,8 +173,9 @@ def compute(protocol: str, seeds: list[int]):
 
 
 def robust_z(train: np.ndarray, test: np.ndarray) -> np.ndarray:
-    q1, med, q3 = np.percentile(train, [25, 50, 75])
-    return (test - med) / max(q3 - q1, 1e-12)
+    """``test`` on the scale of ``train``, as the default detector puts each member."""
+    centre, spread = robust_scale(train[:, None])
+    return (test - centre[0]) / spread[0]
 
 
 def load(protocol, seed, name):

@@ -74,11 +74,9 @@ def run_bench(args) -> dict:
         return bench_score(
             target, train, sizes=args.sizes, progress=getattr(args, "progress", False), out=args.out
         )
-    common = (
-        {"data_dir": args.data_dir, "out": args.out}
-        if args.which not in ("scaling", "tabular")
-        else {"out": args.out}
-    )
+    if args.which == "tabular":
+        return bench_tabular(rows=args.rows, features=args.features, out=args.out)
+    common = {"data_dir": args.data_dir, "out": args.out} if args.which != "scaling" else {"out": args.out}
     if args.which == "search":
         return bench_search(
             gan_epochs=args.gan_epochs,
@@ -87,8 +85,6 @@ def run_bench(args) -> dict:
             precisions=args.precisions,
             **common,
         )
-    if args.which == "tabular":
-        return bench_tabular(rows=args.rows, features=args.features, out=args.out)
     if args.which == "fanogan":
         return bench_fanogan(epochs=args.epochs, subset=args.subset, **common)
     jax.config.update("jax_num_cpu_devices", args.cpu_devices)  # before any device is used

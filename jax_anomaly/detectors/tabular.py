@@ -86,9 +86,9 @@ def _members(params: dict, x: jax.Array, own: jax.Array, k_far: int) -> jax.Arra
     found = jnp.isfinite(d)
     near = jnp.where(found[0], d[0], 0.0)
     far = jnp.sum(jnp.where(found, d, 0.0)) / jnp.maximum(jnp.sum(found), 1)
-    rows, index = params["bag_rows"], params["bag_index"]  # (B, P, D), (B, P)
-    d2 = jnp.sum(rows**2, -1) - 2.0 * (rows @ x) + jnp.dot(x, x)
-    d2 = jnp.where(index == own, jnp.inf, jnp.maximum(d2, 0.0))
+    bags = params["bags"]  # one block per subsample: rows (B, P, D), squared norms (B, P)
+    d2 = bags["sq"] - 2.0 * (bags["rows"] @ x) + jnp.dot(x, x)
+    d2 = jnp.where(params["bag_index"] == own, jnp.inf, jnp.maximum(d2, 0.0))
     bags = jnp.mean(jnp.sqrt(jnp.min(d2, axis=1)))
     return jnp.stack([near, far, bags, iforest_score(params["forest"], x)])
 
@@ -115,7 +115,7 @@ def tabular_fit(cfg: TabularConfig, x_train: np.ndarray, key) -> dict:
         "scale": scale,
         "refs": reference_blocks(xs[ref_index], BLOCK_ROWS),
         "ref_index": ref_index.astype(np.int32),
-        "bag_rows": xs[bag_index],
+        "bags": reference_blocks(xs[bag_index.reshape(-1)], p),
         "bag_index": bag_index.astype(np.int32),
         "forest": iforest_fit(IForestConfig(cfg.trees, cfg.tree_rows), xs, k_forest),
     }
@@ -134,11 +134,16 @@ def tabular_fit(cfg: TabularConfig, x_train: np.ndarray, key) -> dict:
             for i in range(0, len(cal), CALIBRATION_CHUNK)
         ]
     )
+    params["centre"], params["spread"] = robust_scale(raw)
+    return params
+
+
+def robust_scale(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(median, inter-quartile range)`` of each column of ``raw`` (N, M), float32; a spread
+    of zero is floored at 1e-6 of the median's size (at least 1e-6)."""
     q1, median, q3 = np.percentile(raw, [25, 50, 75], axis=0)
     spread = np.maximum(q3 - q1, 1e-6 * np.maximum(np.abs(median), 1.0))
-    params["centre"] = median.astype(np.float32)
-    params["spread"] = spread.astype(np.float32)
-    return params
+    return median.astype(np.float32), spread.astype(np.float32)
 
 
 def tabular_scorer(cfg: TabularConfig, n_features: int):

@@ -81,7 +81,8 @@ class Table:
     def means(self, exclude: Sequence[str] = ()) -> dict[str, float]:
         """Each method's mean over the sets that every method has (but ``exclude``)."""
         methods = self.methods()
-        sets = [s for s in self.common_sets(methods) if s not in set(exclude)]
+        excluded = set(exclude)
+        sets = [s for s in self.common_sets(methods) if s not in excluded]
         return {m: float(np.mean([v[s] for s in sets])) for m, v in methods.items()} if sets else {}
 
     def ranks(self) -> dict[str, float]:
