@@ -105,6 +105,11 @@ def main(argv=None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="2 series, 3 methods, 2 epochs: a smoke run")
     p.add_argument("--out", default="results/timeseries")
+    p.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the other methods' rows (and the streaming figures) of the table already in --out",
+    )
     args = p.parse_args(argv)
     datasets, methods = args.datasets.split(","), args.methods.split(",")
     if args.quick:
@@ -114,6 +119,8 @@ def main(argv=None) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     name = "timeseries_quick" if args.quick else "timeseries"
+    old_path = out / f"{name}.json"  # read first: the loop below overwrites it as it goes
+    old = json.loads(old_path.read_text()) if args.merge and old_path.is_file() else None
     bar = Progress(len(datasets) * len(methods), "series runs", unit="runs")
     for ds in datasets:
         for m in methods:
@@ -140,11 +147,18 @@ def main(argv=None) -> None:
             # Written after every run: a stopped experiment keeps what it measured.
             (out / f"{name}.json").write_text(json.dumps({"rows": rows, "partial": True}, indent=2))
     bar.close()
-    stream_ds = "ts_synthetic_point" if args.quick else "ucr_internal_bleeding16"
-    latency = [
-        stream_latency(stream_ds, m, args.seed, args.quick)
-        for m in (("ae",) if args.quick else ("ae", "conv1d_ae"))
-    ]
+    if old is not None:
+        rerun = {(r["dataset"], r["method"]) for r in rows}
+        kept = [r for r in old["rows"] if (r["dataset"], r["method"]) not in rerun]
+        order = {d: i for i, d in enumerate(dict.fromkeys(r["dataset"] for r in kept + rows))}
+        rows = sorted(kept + rows, key=lambda r: order[r["dataset"]])  # stable: old rows first
+        latency = old.get("streaming", [])
+    else:
+        stream_ds = "ts_synthetic_point" if args.quick else "ucr_internal_bleeding16"
+        latency = [
+            stream_latency(stream_ds, m, args.seed, args.quick)
+            for m in (("ae",) if args.quick else ("ae", "conv1d_ae"))
+        ]
     record = {
         "rows": rows,
         "streaming": latency,
@@ -169,7 +183,7 @@ def markdown(rows: list[dict], latency: list[dict]) -> str:
         best[r["dataset"]] = max(best.get(r["dataset"], 0.0), r["vus_pr"])
     for r in rows:
         mark = "**" if r["vus_pr"] == best[r["dataset"]] else ""
-        kind = "baseline" if r["method"] in BASELINES else "deep"
+        kind = "baseline" if r["method"] in BASELINES else "default" if r["method"] == "discords" else "deep"
         lines.append(
             f"| {r['dataset']} | {r['method']} ({kind}) | {r['window']} | {mark}{r['vus_pr']:.3f}{mark} | "
             f"{r['vus_roc']:.3f} | {r['auc_pr']:.3f} | {r['auc_roc']:.3f} | {r['range_f1']:.3f} | "

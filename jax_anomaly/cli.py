@@ -22,10 +22,11 @@ from jax_anomaly import pages, thresholds
 from jax_anomaly.benchmarks.cli import add_bench_parser, run_bench
 from jax_anomaly.config import DataConfig, TrainConfig, field_docs
 from jax_anomaly.data.series import is_series
-from jax_anomaly.detectors import detector_names, get_detector, load_plugin, registry
+from jax_anomaly.detectors import DEFAULT_DETECTOR, detector_names, get_detector, load_plugin, registry
 from jax_anomaly.runner import RunConfig, print_summary, run
 from jax_anomaly.sharding import use_cpu_cores_as_devices
 from jax_anomaly.timeseries.baselines import BASELINES
+from jax_anomaly.timeseries.detect import DEFAULT_SERIES_METHOD, SERIES_METHODS
 from jax_anomaly.training import TrainingDivergedError
 
 EXIT_USAGE = 2
@@ -137,8 +138,9 @@ def detector_options() -> dict[str, list[str]]:
 
 
 def _series_only() -> tuple[str, ...]:
-    """The time series baselines that are not also registered detectors (``zscore``, ...)."""
-    return tuple(b for b in BASELINES if b not in detector_names())
+    """The time series methods and baselines that are not also registered detectors
+    (``discords``, ``zscore``, ...)."""
+    return tuple(b for b in (*SERIES_METHODS, *BASELINES) if b not in detector_names())
 
 
 def _add_run_flags(p: argparse.ArgumentParser, *, defaults: dict) -> None:
@@ -147,7 +149,10 @@ def _add_run_flags(p: argparse.ArgumentParser, *, defaults: dict) -> None:
     g = p.add_argument_group("run")
     add_config_flags(g, RunConfig, defaults=defaults, only=("detector",))
     p._option_string_actions["--detector"].choices = [*detector_names(), *_series_only()]
-    p._option_string_actions["--detector"].help += f" (time series also: {', '.join(BASELINES)})"
+    p._option_string_actions["--detector"].help += (
+        f" (time series also: {', '.join((*SERIES_METHODS, *BASELINES))}; a series data set without"
+        f" --detector runs {DEFAULT_SERIES_METHOD})"
+    )
     add_config_flags(g, RunConfig, defaults=defaults, only=("preset", "seed", "out", "precision", "ensemble"))
     g.add_argument(
         "--plugin", action="append", default=[], help="import MODULE (or FILE.py) that registers detectors"
@@ -192,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_run_flags(demo, defaults={"detector": "ae", "epochs": 100, "batch_size": 32})
     run = sub.add_parser("run", help="train a detector, score the test split, write a run folder")
-    _add_run_flags(run, defaults={})
+    _add_run_flags(run, defaults={"detector": None})
     report = sub.add_parser(
         "report", help="rebuild a run folder's report.html; several run folders: one comparison page"
     )
@@ -289,11 +294,13 @@ def _values(cls, args, names=None) -> dict:
 def config_from_args(args: argparse.Namespace):
     """A ``RunConfig`` from parsed flags (validates everything, raising ``ValueError``)."""
 
+    if args.detector is None:
+        args.detector = DEFAULT_SERIES_METHOD if is_series(args.dataset) else DEFAULT_DETECTOR
     if args.detector in _series_only() and not is_series(args.dataset):
         raise ValueError(
             f"--detector {args.detector} is a time series baseline; use it with a series data set"
         )
-    series_baseline = args.detector in BASELINES and is_series(args.dataset)
+    series_baseline = args.detector in (*SERIES_METHODS, *BASELINES) and is_series(args.dataset)
     detector = None if series_baseline else get_detector(args.detector)
     fields = {f.name for f in dataclasses.fields(detector.config_cls)} if detector else set()
     model = {}

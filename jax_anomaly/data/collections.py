@@ -22,6 +22,10 @@ PROTOCOLS = ("semi", "unsup")
 MAX_ROWS = 10_000
 MIN_ROWS = 1_000
 _UCR_NAME = re.compile(r"^(\d+)_UCR_Anomaly_(.+)_(\d+)_(\d+)_(\d+)\.txt(\.gz)?$")
+# TSB-AD's CSV files (TSB-AD-U and TSB-AD-M): value columns and a ``Label`` column, the
+# training part's end in the name: ``NNN_DATASET_id_K_DOMAIN_tr_TRAINEND_1st_FIRST.csv``.
+_TSB_NAME = re.compile(r"^(\d+)_(.+)_tr_(\d+)_1st_(\d+)\.csv$")
+TSB_LABEL_COLUMN = "Label"
 
 
 def _collection_folder(folder: str, data_dir: str | None, what: str) -> Path:
@@ -154,8 +158,10 @@ def protocol_split(
 
 @dataclasses.dataclass(frozen=True)
 class UCRSeries:
-    """One series of the UCR anomaly archive: points ``[0, train_end)`` are anomaly-free
-    training data; the anomaly is points ``begin .. end - 1`` (``end`` exclusive)."""
+    """One series of the UCR anomaly archive (or a TSB-AD CSV file): points
+    ``[0, train_end)`` are the training part; the anomaly is points ``begin .. end - 1``
+    (``end`` exclusive). ``values`` is (T,) for the archive, (T, C) for a TSB-AD file;
+    ``events``: every labelled ``(begin, end)`` where there are several (TSB-AD), else empty."""
 
     id: int
     name: str
@@ -163,11 +169,17 @@ class UCRSeries:
     train_end: int
     begin: int
     end: int
+    events: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def anomalies(self) -> tuple[tuple[int, int], ...]:
+        return self.events or ((self.begin, self.end),)
 
     @property
     def labels(self) -> np.ndarray:
         y = np.zeros(len(self.values), np.int64)
-        y[self.begin : self.end] = 1
+        for b, e in self.anomalies:
+            y[b:e] = 1
         return y
 
 
@@ -184,6 +196,29 @@ def parse_ucr_name(filename: str) -> tuple[int, str, int, int, int]:
         )
     begin = int(m.group(4))
     return int(m.group(1)), m.group(2), int(m.group(3)), begin, max(int(m.group(5)), begin + 1)
+
+
+def parse_tsb_name(filename: str) -> tuple[int, str, int]:
+    """``(index, name, train_end)`` from a TSB-AD file name
+    ``NNN_DATASET_id_K_DOMAIN_tr_TRAINEND_1st_FIRST.csv``."""
+    m = _TSB_NAME.match(Path(filename).name)
+    if not m:
+        raise ValueError(
+            f"'{filename}' is not a TSB-AD file name (NNN_DATASET_id_K_DOMAIN_tr_TRAINEND_1st_FIRST.csv)"
+        )
+    return int(m.group(1)), m.group(2), int(m.group(3))
+
+
+def series_files(folder: str | Path) -> dict[str, Path]:
+    """``{set name: path}`` of the archive files (``NNN``) and TSB-AD CSV files (their stem)
+    in ``folder``."""
+    out = {}
+    for p in sorted(Path(folder).iterdir()):
+        if _UCR_NAME.match(p.name):
+            out[f"{parse_ucr_name(p.name)[0]:03d}"] = p
+        elif _TSB_NAME.match(p.name):
+            out[p.name.removesuffix(".csv")] = p
+    return out
 
 
 def ucr_files(data_dir: str | None = None) -> dict[int, Path]:
@@ -217,7 +252,7 @@ def read_ucr_values(path: Path) -> np.ndarray:
 
 def load_ucr(spec: str | int, data_dir: str | None = None) -> UCRSeries:
     """A series of the archive by id (``135``, ``ucr:135``), by file name (found in the data
-    roots) or by a path to an archive file.
+    roots) or by a path to an archive file (TSB-AD CSV files: ``data.series.load_tsb``).
 
     Raises:
       FileNotFoundError: no such series or file.

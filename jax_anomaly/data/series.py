@@ -99,6 +99,30 @@ def read_series_csv(path: str | Path, label_column: str = LABEL_COLUMN) -> tuple
     return values.astype(np.float32), labels.astype(np.int64)
 
 
+def load_tsb(path: str | Path):
+    """A TSB-AD CSV file (TSB-AD-U or TSB-AD-M) as a ``collections.UCRSeries``: every column
+    but ``Label`` is a value channel; the training part ends where the file name says
+    (``_tr_N_``); ``events`` holds every labelled anomaly after it.
+
+    Raises:
+      FileNotFoundError: no such file.
+      ValueError: a name that is not TSB-AD's, a malformed file, no anomaly after the training
+        part, or a training part outside the series.
+    """
+    from jax_anomaly.data.collections import TSB_LABEL_COLUMN, UCRSeries, parse_tsb_name
+
+    path = Path(path)
+    index, name, train_end = parse_tsb_name(path.name)
+    values, labels = read_series_csv(path, label_column=TSB_LABEL_COLUMN)
+    if not 0 < train_end < len(values):
+        raise ValueError(f"{path}: training part [0, {train_end}) does not fit {len(values)} points")
+    events = tuple((b, e) for b, e, _ in label_events(labels) if e > train_end)
+    if not events:
+        raise ValueError(f"{path}: no labelled anomaly after the training part (point {train_end})")
+    values = values[:, 0] if values.shape[1] == 1 else values
+    return UCRSeries(index, name, values.astype(np.float64), train_end, events[0][0], events[0][1], events)
+
+
 def find_series_file(filename: str, data_dir: str | None = None) -> Path:
     """The first ``<root>/timeseries/filename`` over the data roots."""
     return find_in_roots(
@@ -120,7 +144,8 @@ def load_series(
 ) -> Series:
     """A series by name: one of ``NAMED_SERIES``, ``ts_synthetic[_KIND]`` (``make_series``, options
     in ``synthetic``, seeded by ``seed``), ``ucr:ID`` (a UCR archive series: its training part,
-    then the rest as the test part), ``ts:PATH`` (the last ``test_fraction`` of the points
+    then the rest as the test part), ``tsb:PATH`` (a TSB-AD-U/M CSV file, split where its
+    name says), ``ts:PATH`` (the last ``test_fraction`` of the points
     are the test part), ``ts:PATH@N`` (the first N points train) or ``ts:TRAIN,TEST``.
 
     Raises:
@@ -135,15 +160,16 @@ def load_series(
     if name in SYNTHETIC_SERIES:
         kind = name.removeprefix("ts_synthetic").lstrip("_") or "mixed"
         return make_series(kind=kind, seed=seed, **(synthetic or {}))
-    if name.startswith("ucr:"):
+    if name.startswith(("ucr:", "tsb:")):
         from jax_anomaly.data.collections import load_ucr
 
-        u = load_ucr(name, data_dir)
-        x, y = u.values.astype(np.float32)[:, None], u.labels
+        u = load_tsb(name[4:]) if name.startswith("tsb:") else load_ucr(name, data_dir)
+        x, y = u.values.astype(np.float32).reshape(len(u.values), -1), u.labels
         return _series(name, x[: u.train_end], y[: u.train_end], x[u.train_end :], y[u.train_end :])
     if not name.startswith("ts:"):
         raise ValueError(
-            f"unknown series '{name}'; expected one of {', '.join(series_names())}, ucr:ID or ts:PATH"
+            f"unknown series '{name}'; expected one of {', '.join(series_names())}, "
+            "ucr:ID, tsb:PATH or ts:PATH"
         )
     spec = name[3:]
     if "," in spec:
@@ -177,7 +203,7 @@ def series_names() -> tuple[str, ...]:
 
 def is_series(name: str) -> bool:
     """Whether a data set name denotes a time series."""
-    return name in NAMED_SERIES or name in SYNTHETIC_SERIES or name.startswith(("ts:", "ucr:"))
+    return name in NAMED_SERIES or name in SYNTHETIC_SERIES or name.startswith(("ts:", "ucr:", "tsb:"))
 
 
 # ---- synthetic series -----------------------------------------------------------------

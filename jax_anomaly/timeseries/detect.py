@@ -15,6 +15,7 @@ from jax_anomaly import fitting, thresholds
 from jax_anomaly.config import TrainConfig
 from jax_anomaly.detectors import detector_names, get_detector
 from jax_anomaly.timeseries.baselines import BASELINES, WINDOW_BASELINES, rolling_zscore
+from jax_anomaly.timeseries.discords import Discords
 from jax_anomaly.timeseries.windows import (
     POINT_RULES,
     as_series,
@@ -73,9 +74,18 @@ def _scale(x: np.ndarray, offset: np.ndarray, scale: np.ndarray) -> np.ndarray:
     return ((x - offset) / scale).astype(np.float32)
 
 
+# Closed-form methods that see the whole series (not windows one by one): name -> class with
+# ``fit(series)`` and ``score(series) -> point scores`` on the scaled series.
+SERIES_METHODS = {"discords": Discords}
+# ``SeriesDetector()`` and a series run without a detector.
+DEFAULT_SERIES_METHOD = "discords"
+
+
 def methods() -> tuple[str, ...]:
-    """Every method a series can be scored with: the registered detectors and the baselines."""
-    return (*BASELINES, *(name for name in detector_names() if name not in BASELINES))
+    """Every method a series can be scored with: the series methods, the baselines and the
+    registered detectors."""
+    own = (*SERIES_METHODS, *BASELINES)
+    return (*own, *(name for name in detector_names() if name not in own))
 
 
 # The preset a detector may have for windows of a series; where it has none, its default.
@@ -118,10 +128,12 @@ def fit_series(
     than two windows).
 
     Args:
-      method: a registered detector (``ae``, ``conv1d_ae``, ``rnn_ae``, ``vae``, ``anogan``, ...)
-        or a baseline (``sub_pca``, ``kmeans``, ``knn``, ``discord``, ``zscore``).
+      method: ``discords`` (multi-length discords, closed form; model: ``DiscordsConfig``
+        fields), a registered detector (``ae``, ``conv1d_ae``, ``rnn_ae``, ``vae``, ``anogan``,
+        ...) or a baseline (``sub_pca``, ``kmeans``, ``knn``, ``discord``, ``zscore``).
       series: (T,) or (T, C) training series.
-      window: window length (None: ``dominant_period`` of the series).
+      window: window length (None: ``dominant_period`` of the series; ``discords`` picks its
+        own lengths from the period and keeps this one for the VUS metrics).
       stride: step between training windows.
       rule: window scores -> point scores (``mean`` or ``max`` of the covering windows).
       preset, model: the detector's preset and config overrides.
@@ -142,6 +154,7 @@ def fit_series(
         raise ValueError(f"unknown method '{method}'; expected one of {', '.join(methods())}")
     if not 0 <= val_fraction < 1:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    period = window  # what a series method sizes its own windows by (None: its choice)
     window = dominant_period(x) if window is None else int(window)
     cut = int(round(len(x) * (1 - val_fraction)))
     if len(x) - cut < 2 * window:  # too short a held-out stretch: calibrate on the training part
@@ -159,6 +172,26 @@ def fit_series(
     compile_seconds = 0.0
     if method == "zscore":
         fitted_model = None
+    elif method in SERIES_METHODS:
+        fitted_model = SERIES_METHODS[method](seed=seed, **(model or {})).fit(
+            _scale(fit_part, offset, scale), period=period
+        )
+        # Windowed detectors whose scores join the candidates, fitted on the same series.
+        fitted_model.members_ = [
+            fit_series(
+                member,
+                x,
+                window=period,
+                stride=stride,
+                train=train,
+                seed=seed,
+                precision=precision,
+                progress=progress,
+                val_fraction=val_fraction,
+            )
+            for member in fitted_model.config.members
+        ]
+        compile_seconds = sum(m.compile_seconds for m in fitted_model.members_)
     elif method in WINDOW_BASELINES:
         fitted_model = WINDOW_BASELINES[method](seed=seed).fit(
             sliding_windows(_scale(fit_part, offset, scale), window, stride)
@@ -207,6 +240,12 @@ def score_series(
     x = model.scaled(series)
     if model.method == "zscore":
         return {"score": rolling_zscore(x, model.window)}
+    if model.method in SERIES_METHODS:
+        extra = {
+            member.method: score_series(member, series, seed=seed, precision=precision)["score"]
+            for member in model.model.members_
+        }
+        return {"score": model.model.details(x, extra)["score"]}
     if len(x) < model.window:
         raise ValueError(f"series of {len(x)} points is shorter than the window ({model.window})")
     windows = sliding_windows(x, model.window)

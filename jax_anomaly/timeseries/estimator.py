@@ -9,7 +9,7 @@ from sklearn.base import BaseEstimator
 from jax_anomaly.config import TrainConfig
 from jax_anomaly.data.series import label_events
 from jax_anomaly.thresholds import DEFAULT_THRESHOLD
-from jax_anomaly.timeseries.detect import SeriesModel, fit_series, score_series
+from jax_anomaly.timeseries.detect import DEFAULT_SERIES_METHOD, SeriesModel, fit_series, score_series
 
 
 class SeriesDetector(BaseEstimator):
@@ -17,9 +17,12 @@ class SeriesDetector(BaseEstimator):
     sliding windows whose scores map back to points.
 
     Args:
-      method: ``conv1d_ae`` (default), ``rnn_ae``, ``ae``, ``vae``, ``aae``, ``fanogan``,
-        ``anogan`` or a baseline (``sub_pca``, ``kmeans``, ``knn``, ``zscore``).
-      window: window length (None: the training series' dominant period).
+      method: ``discords`` (default: discords at several window lengths, closed form, no
+        training; ``model`` takes ``DiscordsConfig`` fields), a registered detector
+        (``conv1d_ae``, ``rnn_ae``, ``ae``, ``vae``, ``aae``, ``fanogan``, ``anogan``) or a
+        baseline (``sub_pca``, ``kmeans``, ``knn``, ``discord``, ``zscore``).
+      window: window length (None: the training series' dominant period; ``discords`` takes
+        its lengths as multiples of it).
       stride: step between training windows.
       point_rule: ``mean`` or ``max`` of the windows covering a point.
       preset, model: the detector's preset and config overrides (dict).
@@ -31,14 +34,14 @@ class SeriesDetector(BaseEstimator):
 
     Example::
 
-        det = SeriesDetector("conv1d_ae").fit(train_series)     # (T,) or (T, C)
+        det = SeriesDetector().fit(train_series)                # (T,) or (T, C)
         scores = det.decision_function(test_series)            # (T_test,) per point
         flags = det.predict(test_series)                       # 1 = anomalous point
     """
 
     def __init__(
         self,
-        method: str = "conv1d_ae",
+        method: str = DEFAULT_SERIES_METHOD,
         *,
         window: int | None = None,
         stride: int = 1,

@@ -12,6 +12,7 @@ from jax_anomaly.data.collections import (
     parse_ucr_name,
     protocol_split,
 )
+from jax_anomaly.data.series import load_tsb
 
 
 @pytest.fixture()
@@ -117,3 +118,18 @@ def test_ucr_errors(ucr_root):
 
 def test_ucr_one_point_anomaly_named_with_begin_equal_to_end():
     assert parse_ucr_name("187_UCR_Anomaly_resperation2_30000_168250_168250.txt.gz")[3:] == (168250, 168251)
+
+
+def test_tsb_ad_files_load_with_their_split_and_errors_are_clear(tmp_path):
+    good = tmp_path / "007_Demo_id_2_Facility_tr_40_1st_60.csv"
+    rows = ["a,b,Label", *(f"{i},{-i},{int(60 <= i < 65)}" for i in range(100))]
+    good.write_text("\n".join(rows) + "\n")
+    s = load_tsb(good)
+    assert (s.id, s.name, s.train_end, s.anomalies) == (7, "Demo_id_2_Facility", 40, ((60, 65),))
+    assert s.values.shape == (100, 2) and s.labels.sum() == 5
+    with pytest.raises(ValueError, match="not a TSB-AD file name"):
+        load_tsb(tmp_path / "series.csv")
+    late = tmp_path / "008_Demo_id_2_Facility_tr_70_1st_60.csv"
+    late.write_text("\n".join(rows) + "\n")
+    with pytest.raises(ValueError, match="no labelled anomaly after the training part"):
+        load_tsb(late)

@@ -12,6 +12,7 @@ from PIL import Image
 from jax_anomaly import suites
 from jax_anomaly.cli import main
 from jax_anomaly.data.idx import write_idx
+from jax_anomaly.data.series import load_tsb
 from jax_anomaly.estimators import estimator_for
 from jax_anomaly.metrics import pro_auc
 from jax_anomaly.suites import adbench
@@ -155,6 +156,34 @@ def test_ucr_suite_finds_the_spikes(root, tmp_path):
     assert "TimeVQVAE-AD: 0.708" in (tmp_path / "table.md").read_text()
 
 
+def test_ucr_suite_runs_the_default_discords_and_tsb_ad_multivariate_files(root, tmp_path):
+    table = suites.run_suite(
+        "ucr", detectors=["discords"], out=tmp_path / "u", options={"data_dir": str(root)}, progress=False
+    )
+    assert table.ours["discords"] == {"001": 1.0, "002": 1.0}
+    # A TSB-AD-M file: three value columns, a Label column, two events after the training part.
+    folder = tmp_path / "tsb"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    t = np.arange(1500)
+    x = np.column_stack([np.sin(2 * np.pi * t / 30), np.cos(2 * np.pi * t / 30), 0.1 * rng.normal(size=1500)])
+    label = np.zeros(1500, int)
+    for at in (900, 1200):
+        x[at : at + 15, 1] = 0.0
+        label[at : at + 15] = 1
+    header = "0,1,2,Label"
+    rows = [",".join(f"{v:.5f}" for v in r) + f",{y}" for r, y in zip(x, label, strict=True)]
+    (folder / "001_Toy_id_1_Sensor_tr_500_1st_900.csv").write_text("\n".join([header, *rows]) + "\n")
+    (folder / "notes.txt").write_text("not a series")
+    table = suites.run_suite(
+        "ucr", detectors=["discords"], out=tmp_path / "m", options={"folder": str(folder)}, progress=False
+    )
+    name = "001_Toy_id_1_Sensor_tr_500_1st_900"
+    assert table.ours["discords"] == {name: 1.0}
+    s = load_tsb(folder / f"{name}.csv")
+    assert s.values.shape == (1500, 3) and s.train_end == 500 and s.anomalies == ((900, 915), (1200, 1215))
+
+
 def test_ucr_accuracy_counts_the_padded_anomaly():
     scores = np.zeros(1000)
     scores[650] = 1.0
@@ -162,6 +191,7 @@ def test_ucr_accuracy_counts_the_padded_anomaly():
     assert ucr_accuracy(scores, 400, 800, 810) == (False, 650)
     scores[100] = 5.0  # inside the training part: not counted
     assert ucr_accuracy(scores, 400, 700, 710)[0]
+    assert ucr_accuracy(scores, 400, 800, 810, events=((800, 810), (600, 640)))[0]  # any event
 
 
 def test_magnetic_tile_suite_scores_images_and_pixels(root, tmp_path):

@@ -59,3 +59,11 @@ def test_cli_series_baseline_and_errors(tmp_path):
     assert summary["metrics"]["auc_roc"] > 0.9
     assert main(["run", "--dataset", "digits", "--detector", "kmeans", "--quiet"]) == 2  # a series baseline
     assert main(["run", "--dataset", "ts_synthetic", "--window", "often", "--quiet"]) == 2
+
+
+def test_cli_series_run_without_a_detector_runs_discords(tmp_path):
+    out = tmp_path / "d"
+    argv = ["run", "--dataset", "ts_synthetic_collective", "--out", str(out), "--quiet", "--no-plots"]
+    assert main(argv) == 0
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["detector"] == "discords" and summary["metrics"]["auc_roc"] > 0.9

@@ -1,0 +1,117 @@
+"""The matrix-profile join and the multi-length discord detector (the series default)."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+import jax_anomaly as ja
+from jax_anomaly.data.series import make_series
+from jax_anomaly.timeseries import fit_series, score_series
+from jax_anomaly.timeseries.discords import Discords, DiscordsConfig, downsample
+from jax_anomaly.timeseries.profile import join, window_rows
+
+
+def _brute(q, q_pos, r, r_pos, r_train, excl):
+    d = np.sqrt(((q[:, None, :] - r[None, :, :]) ** 2).sum(-1))
+    d[np.abs(q_pos[:, None] - r_pos[None, :]) < excl] = np.inf
+    return d.min(1), np.where(r_train[None, :], d, np.inf).min(1)
+
+
+def test_join_equals_brute_force_with_exclusion_zone_and_training_mask():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((700, 2)).astype(np.float32)
+    w = window_rows(x, 9, normalise=True)
+    pos = np.arange(len(w))
+    train = pos < 300
+    # 692 queries: three blocks, the last padded; 692 references padded to the reference multiple.
+    got = join(w, pos, w, pos, train, exclusion=4)
+    want = _brute(w, pos, w, pos, train, 4)
+    for g, e in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-4)
+    # z-normalised per channel: each channel of a window has mean 0 and std 1.
+    ch = w.reshape(len(w), 9, 2)
+    np.testing.assert_allclose(ch.mean(1), 0, atol=1e-5)
+    np.testing.assert_allclose(ch.std(1), 1, atol=1e-4)
+
+
+def test_join_without_any_reference_left_is_inf():
+    w = np.ones((3, 4), np.float32)
+    a, t = join(w, np.arange(3), w, np.arange(3), np.zeros(3, bool), exclusion=10)
+    assert np.isinf(a).all() and np.isinf(t).all()
+
+
+def test_downsample_keeps_a_partial_last_block():
+    x = np.arange(7, dtype=np.float64)[:, None]
+    np.testing.assert_allclose(downsample(x, 3)[:, 0], [1, 4, 6])
+
+
+@pytest.fixture(scope="module")
+def collective():
+    return make_series(kind="collective", n_train=600, n_test=1500, period=20, n_anomalies=4, seed=1)
+
+
+def test_discords_find_collective_anomalies_and_are_the_default(collective):
+    det = ja.SeriesDetector().fit(collective.train)
+    assert det.method == "discords" and det.model_.method == "discords"
+    # The dense AE is fitted beside as one more candidate (the default members).
+    assert [m.method for m in det.model_.model.members_] == ["ae"]
+    scores = det.decision_function(collective.test)
+    assert scores.shape == (1500,) and np.isfinite(scores).all()
+    assert roc_auc_score(collective.test_labels, scores) > 0.9
+    # The single highest point lies in an anomaly (the archive's accuracy).
+    assert collective.test_labels[int(np.argmax(scores))] == 1
+    assert np.isfinite(det.threshold_)
+
+
+def test_a_series_that_continues_the_training_series_is_not_counted_twice(collective):
+    train, test = collective.train[:, 0], collective.test[:, 0]
+    det = Discords().fit(train[:, None])
+    whole = det.score(np.concatenate([train, test])[:, None])
+    assert whole.shape == (len(train) + len(test),)
+    # The continued series' own training part finds its neighbours in itself, not a copy at
+    # distance 0: its scores are not flat zeros.
+    assert np.std(whole[: len(train)]) > 0
+    assert collective.test_labels[int(np.argmax(whole[len(train) :]))] == 1
+
+
+def test_discords_on_a_long_series_average_down_and_keep_the_spike():
+    rng = np.random.default_rng(3)
+    t = np.arange(60_000)
+    x = np.sin(2 * np.pi * t / 50) + 0.05 * rng.standard_normal(len(t))
+    x[40_000:40_030] += 1.5  # a bump over half a period
+    det = Discords(max_points=10_000).fit(x[:20_000, None])
+    scores = det.score(x[:, None])
+    assert scores.shape == (60_000,)
+    top = int(np.argmax(scores[20_000:])) + 20_000
+    assert 40_000 - 100 <= top < 40_030 + 100
+
+
+def test_discords_on_several_channels():
+    s = make_series(kind="collective", n_train=600, n_test=1500, period=20, n_anomalies=4, seed=2)
+    rng = np.random.default_rng(0)
+
+    def two(x):  # a second, clean channel at another period and scale
+        t = np.arange(len(x))
+        return np.column_stack([x[:, 0], 5 * np.cos(2 * np.pi * t / 13) + 0.1 * rng.standard_normal(len(x))])
+
+    model = fit_series("discords", two(s.train))
+    scores = score_series(model, two(s.test))["score"]
+    assert roc_auc_score(s.test_labels, scores) > 0.85
+
+
+def test_discords_config_errors_are_clear():
+    with pytest.raises(ValueError, match="kinds"):
+        DiscordsConfig(kinds=("x",))
+    with pytest.raises(ValueError, match="join"):
+        DiscordsConfig(join="left")
+    with pytest.raises(ValueError, match="lengths"):
+        DiscordsConfig(lengths=())
+    with pytest.raises(ValueError, match="members must be windowed detectors"):
+        DiscordsConfig(members=("discords",))
+    with pytest.raises(ValueError, match="points"):
+        DiscordsConfig(points="last")
+    wave = np.sin(np.arange(400) / 3)[:, None]
+    with pytest.raises(ValueError, match="expected \\(400,\\)"):
+        Discords().fit(wave).details(wave, {"ae": np.zeros(4)})
+    with pytest.raises(ValueError, match="shorter than the shortest window"):
+        Discords().fit(np.sin(np.arange(400) / 3)[:, None]).score(np.zeros((3, 1)))
