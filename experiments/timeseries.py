@@ -159,7 +159,9 @@ def main(argv=None) -> None:
             stream_latency(stream_ds, m, args.seed, args.quick)
             for m in (("ae",) if args.quick else ("ae", "conv1d_ae"))
         ]
+    kept_keys = {k: v for k, v in (old or {}).items() if k not in ("rows", "streaming", "partial")}
     record = {
+        **kept_keys,  # notes of earlier runs (merged tables)
         "rows": rows,
         "streaming": latency,
         "tsb_ad_ucr_vus_pr": TSB_AD_UCR_VUS_PR,

@@ -1,8 +1,16 @@
-"""Time series: sliding windows, windowed detectors and baselines, series metrics (VUS) and
-the streaming scorer."""
+"""Time series: the default multi-length discord detector, sliding windows, windowed
+detectors and baselines, series metrics (VUS) and the streaming scorer."""
 
 from jax_anomaly.timeseries.baselines import BASELINES, rolling_zscore
-from jax_anomaly.timeseries.detect import SeriesModel, fit_series, methods, score_series, series_config
+from jax_anomaly.timeseries.detect import (
+    DEFAULT_SERIES_METHOD,
+    SeriesModel,
+    fit_series,
+    methods,
+    score_series,
+    series_config,
+)
+from jax_anomaly.timeseries.discords import Discords, DiscordsConfig
 from jax_anomaly.timeseries.estimator import SeriesDetector
 from jax_anomaly.timeseries.metrics import (
     point_adjusted_f1,
@@ -14,6 +22,9 @@ from jax_anomaly.timeseries.windows import dominant_period, sliding_windows, win
 
 __all__ = [
     "BASELINES",
+    "DEFAULT_SERIES_METHOD",
+    "Discords",
+    "DiscordsConfig",
     "SeriesDetector",
     "SeriesModel",
     "dominant_period",
