@@ -92,7 +92,8 @@ def main():
         "fit_score": rows,
     }
     print(
-        f"join {rate['queries']} x {rate['references']} windows of {rate['length']}: {rate['seconds']:.2f} s, "
+        f"join {rate['queries']} x {rate['references']} windows of {rate['length']}: "
+        f"{rate['seconds']:.2f} s, "
         f"{rate['pairs_per_second'] / 1e6:.0f} M pairs/s, {rate['gflops']:.1f} GFLOP/s "
         f"({100 * rate['gflops'] / peak:.0f} % of the {peak:.0f} GFLOP/s matmul peak)"
     )
