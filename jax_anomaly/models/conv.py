@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from jax_anomaly.models.dense import activation
 
@@ -36,6 +37,82 @@ def image_shape_for(n_features: int, levels: int) -> tuple[int, int, int]:
     return side, side, 1
 
 
+def _unfold_conv(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+    """A VALID convolution of an already padded ``x`` (N, H, W, C) with ``kernel``
+    (KH, KW, C, F) at ``stride``, as ONE matrix product over the stacked shifted slices."""
+    kh, kw, c, f = kernel.shape
+    n, h, w, _ = x.shape
+    oh, ow = (h - kh) // stride + 1, (w - kw) // stride + 1
+    patches = jnp.stack(
+        [
+            x[:, i : i + (oh - 1) * stride + 1 : stride, j : j + (ow - 1) * stride + 1 : stride]
+            for i in range(kh)
+            for j in range(kw)
+        ],
+        axis=3,
+    )  # (N, OH, OW, KH*KW, C)
+    return patches.reshape((n, oh, ow, kh * kw * c)) @ kernel.reshape((kh * kw * c, f))
+
+
+class UnfoldConv2D(nn.Module):
+    """``nn.Conv(features, kernel_size, strides, padding='SAME')`` on images (N, H, W, C) as
+    one matrix product over unfolded patches: the same parameters (``kernel`` (KH, KW, C, F),
+    ``bias``), initialisers and outputs (tested equal). XLA's CPU convolutions inside the
+    training loop (whole epochs in a ``lax.scan``) were the slow path of the 1-D conv AE
+    (``sequence.UnfoldConv1D``); this is the 2-D counterpart."""
+
+    features: int
+    kernel_size: tuple[int, int]
+    strides: int = 1
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kh, kw = self.kernel_size
+        c, s = x.shape[-1], self.strides
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (kh, kw, c, self.features))
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+        pads = []
+        for size, k in ((x.shape[1], kh), (x.shape[2], kw)):
+            out = -(-size // s)
+            pad = max((out - 1) * s + k - size, 0)
+            pads.append((pad // 2, pad - pad // 2))
+        x = jnp.pad(x, ((0, 0), *pads, (0, 0)))
+        return _unfold_conv(x, kernel, s) + bias
+
+
+class UnfoldConvTranspose2D(nn.Module):
+    """``nn.ConvTranspose(features, kernel_size, strides=(s, s), padding='SAME')`` (its
+    default ``transpose_kernel=False``) as a matrix product: the input is dilated by ``s``
+    (zeros between pixels), padded as ``lax.conv_transpose`` pads for 'SAME', and convolved
+    with the kernel at stride 1. Same parameters and outputs (tested equal)."""
+
+    features: int
+    kernel_size: tuple[int, int]
+    strides: int = 2
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kh, kw = self.kernel_size
+        n, h, w, c = x.shape
+        s = self.strides
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (kh, kw, c, self.features))
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+        dilated = jnp.zeros((n, (h - 1) * s + 1, (w - 1) * s + 1, c), x.dtype).at[:, ::s, ::s].set(x)
+        pads = []
+        for k in (kh, kw):
+            total = k + s - 2
+            before = k - 1 if s > k - 1 else -(-total // 2)
+            pads.append((before, total - before))
+        dilated = jnp.pad(dilated, ((0, 0), *pads, (0, 0)))
+        return _unfold_conv(dilated, kernel, 1) + bias
+
+
+# The convolutions the conv modules use (module names kept, so that a benchmark can swap in
+# XLA's ``nn.Conv`` / ``nn.ConvTranspose``: ``experiments/bench_conv2d.py``).
+Conv2D = UnfoldConv2D
+ConvTranspose2D = UnfoldConvTranspose2D
+
+
 def _to_images(x: jax.Array, image_shape) -> tuple[jax.Array, tuple[int, ...]]:
     lead = x.shape[:-1]
     return x.reshape((-1, *image_shape)), lead
@@ -54,7 +131,7 @@ class ConvEncoder(nn.Module):
         act = activation(self.activation)
         h, lead = _to_images(x, self.image_shape)
         for i, c in enumerate(self.channels):
-            h = act(nn.Conv(c, _KERNEL, strides=2, padding="SAME", name=f"conv_{i}")(h))
+            h = act(Conv2D(c, _KERNEL, strides=2, name=f"conv_{i}")(h))
         h = h.reshape((h.shape[0], -1))
         return nn.Dense(self.out, name="out")(h).reshape((*lead, self.out))
 
@@ -78,8 +155,8 @@ class ConvDecoder(nn.Module):
         small = (height // 2**levels, width // 2**levels, self.channels[0])
         h = act(nn.Dense(small[0] * small[1] * small[2], name="project")(h)).reshape((-1, *small))
         for i, c in enumerate(self.channels[1:]):
-            h = act(nn.ConvTranspose(c, _KERNEL, strides=(2, 2), padding="SAME", name=f"deconv_{i}")(h))
-        h = nn.ConvTranspose(colours, _KERNEL, strides=(2, 2), padding="SAME", name="image")(h)
+            h = act(ConvTranspose2D(c, _KERNEL, strides=2, name=f"deconv_{i}")(h))
+        h = ConvTranspose2D(colours, _KERNEL, strides=2, name="image")(h)
         return activation(self.output_activation)(h).reshape((*lead, height * width * colours))
 
 
@@ -107,7 +184,7 @@ class ConvDiscriminator(nn.Module):
         act = activation("leaky_relu")
         h, lead = _to_images(x, self.image_shape)
         for i, c in enumerate(self.channels):
-            h = act(nn.Conv(c, _KERNEL, strides=2, padding="SAME", name=f"conv_{i}")(h))
+            h = act(Conv2D(c, _KERNEL, strides=2, name=f"conv_{i}")(h))
         features = h.reshape((h.shape[0], -1))
         logits = nn.Dense(1, name="logit")(features)[..., 0].reshape(lead)
         return (logits, features.reshape((*lead, -1))) if return_features else logits

@@ -64,3 +64,33 @@ def test_hidden_activation_defaults_to_leaky_relu_for_conv_only():
     assert enc.activation == "tanh"  # an explicit choice wins
     with pytest.raises(ValueError, match="unknown activation 'swishy'"):
         ae.AEConfig(arch="conv", activation="swishy")
+
+
+@pytest.mark.parametrize("strides, kernel", [(2, (4, 4)), (1, (3, 3)), (2, (3, 4))])
+def test_unfolded_convolutions_equal_flax_convolutions(strides, kernel):
+    """The conv modules' matrix-product convolutions hold nn.Conv's / nn.ConvTranspose's
+    parameters (same shapes, same initial values) and give their outputs and gradients."""
+    import flax.linen as nn
+
+    from jax_anomaly.models.conv import UnfoldConv2D, UnfoldConvTranspose2D
+
+    x = jax.random.normal(jax.random.key(0), (3, 12, 8, 5))
+    pairs = (
+        (UnfoldConv2D(6, kernel, strides), nn.Conv(6, kernel, strides=strides, padding="SAME")),
+        (
+            UnfoldConvTranspose2D(6, kernel, strides),
+            nn.ConvTranspose(6, kernel, strides=(strides,) * 2, padding="SAME"),
+        ),
+    )
+    for ours, flax_conv in pairs:
+        params = ours.init(jax.random.key(1), x)
+        reference = flax_conv.init(jax.random.key(1), x)
+        jax.tree.map(np.testing.assert_array_equal, params, reference)
+        np.testing.assert_allclose(ours.apply(params, x), flax_conv.apply(params, x), rtol=1e-5, atol=1e-5)
+
+        def loss(module, params=params):
+            return jax.grad(lambda p: jnp.sum(jnp.sin(module.apply(p, x))))(params)
+
+        jax.tree.map(
+            lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4), loss(ours), loss(flax_conv)
+        )
