@@ -50,7 +50,11 @@ class StreamScorer:
 
     def __init__(self, model: SeriesModel):
         if not model.is_deep:
-            raise ValueError(f"streaming needs a deep detector; '{model.method}' is a NumPy baseline")
+            kind = "a whole-series method" if model.method == "discords" else "a NumPy baseline"
+            raise ValueError(
+                f"streaming needs a windowed deep detector (e.g. SeriesDetector('ae')); "
+                f"'{model.method}' is {kind}"
+            )
         detector = get_detector(model.method)
         if detector.score_inputs is not None:
             raise ValueError(

@@ -115,3 +115,13 @@ def test_discords_config_errors_are_clear():
         Discords().fit(wave).details(wave, {"ae": np.zeros(4)})
     with pytest.raises(ValueError, match="shorter than the shortest window"):
         Discords().fit(np.sin(np.arange(400) / 3)[:, None]).score(np.zeros((3, 1)))
+
+
+def test_discords_without_members_and_streaming_refused(collective):
+    model = fit_series("discords", collective.train, model={"members": ()})
+    assert model.model.members_ == []
+    assert roc_auc_score(collective.test_labels, score_series(model, collective.test)["score"]) > 0.7
+    from jax_anomaly.timeseries.streaming import StreamScorer
+
+    with pytest.raises(ValueError, match="whole-series method"):
+        StreamScorer(model)
