@@ -82,9 +82,12 @@ class UnfoldConv2D(nn.Module):
 
 class UnfoldConvTranspose2D(nn.Module):
     """``nn.ConvTranspose(features, kernel_size, strides=(s, s), padding='SAME')`` (its
-    default ``transpose_kernel=False``) as a matrix product: the input is dilated by ``s``
-    (zeros between pixels), padded as ``lax.conv_transpose`` pads for 'SAME', and convolved
-    with the kernel at stride 1. Same parameters and outputs (tested equal)."""
+    default ``transpose_kernel=False``) as matrix products, one per output phase: the
+    transposed convolution is a stride-1 convolution of the input dilated by ``s`` (zeros
+    between pixels, padded as ``lax.conv_transpose`` pads for 'SAME'); output pixels
+    ``(s*u + r1, s*v + r2)`` only meet the kernel taps that fall on input pixels, so each of
+    the ``s*s`` phases is a small convolution of the undilated input with those taps (no
+    multiplications by the dilation's zeros). Same parameters and outputs (tested equal)."""
 
     features: int
     kernel_size: tuple[int, int]
@@ -97,14 +100,36 @@ class UnfoldConvTranspose2D(nn.Module):
         s = self.strides
         kernel = self.param("kernel", nn.initializers.lecun_normal(), (kh, kw, c, self.features))
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
-        dilated = jnp.zeros((n, (h - 1) * s + 1, (w - 1) * s + 1, c), x.dtype).at[:, ::s, ::s].set(x)
-        pads = []
+        # Per axis and phase r: the taps j that land on input pixels and their input offsets.
+        taps = []
         for k in (kh, kw):
             total = k + s - 2
             before = k - 1 if s > k - 1 else -(-total // 2)
-            pads.append((before, total - before))
-        dilated = jnp.pad(dilated, ((0, 0), *pads, (0, 0)))
-        return _unfold_conv(dilated, kernel, 1) + bias
+            taps.append(
+                [
+                    [(j, (r + j - before) // s) for j in range(k) if (r + j - before) % s == 0]
+                    for r in range(s)
+                ]
+            )
+        reach = max(abs(o) for axis in taps for phase in axis for _, o in phase) + 1
+        xp = jnp.pad(x, ((0, 0), (reach, reach), (reach, reach), (0, 0)))
+        out = jnp.zeros((n, h * s, w * s, self.features), x.dtype)
+        for r1 in range(s):
+            for r2 in range(s):
+                pairs = [(j1, o1, j2, o2) for j1, o1 in taps[0][r1] for j2, o2 in taps[1][r2]]
+                if not pairs:
+                    continue
+                patches = jnp.stack(
+                    [
+                        xp[:, reach + o1 : reach + o1 + h, reach + o2 : reach + o2 + w]
+                        for _, o1, _, o2 in pairs
+                    ],
+                    axis=3,
+                )  # (N, H, W, taps, C)
+                weights = jnp.stack([kernel[j1, j2] for j1, _, j2, _ in pairs])  # (taps, C, F)
+                phase = patches.reshape((n, h, w, -1)) @ weights.reshape((-1, self.features))
+                out = out.at[:, r1::s, r2::s].set(phase)
+        return out + bias
 
 
 # The convolutions the conv modules use (module names kept, so that a benchmark can swap in
