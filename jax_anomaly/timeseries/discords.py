@@ -105,17 +105,18 @@ class Discords:
         self.members_ = []  # fitted members' SeriesModels (``fit_series`` sets them)
         return self
 
-    def _period(self, factor: int) -> int:
+    def _period(self, train: np.ndarray, factor: int) -> int:
+        """The period (points) of the training series ``train`` averaged by ``factor``."""
         if self.period_ is not None:
             return max(1, round(self.period_ / factor))
-        return dominant_period(downsample(self.train_, factor))
+        return dominant_period(train)
 
-    def lengths(self, factor: int) -> list[int]:
-        """The window lengths (points after averaging by ``factor``)."""
+    def _lengths(self, period: int, n_train: int) -> list[int]:
+        """The window lengths for ``period`` and ``n_train`` training points (both after
+        averaging)."""
         cfg = self.config
-        p = self._period(factor)
-        top = max(cfg.min_length, min(cfg.max_length, -(-len(self.train_) // factor) // 2))
-        return sorted({int(np.clip(round(r * p), cfg.min_length, top)) for r in cfg.lengths})
+        top = max(cfg.min_length, min(cfg.max_length, n_train // 2))
+        return sorted({int(np.clip(round(r * period), cfg.min_length, top)) for r in cfg.lengths})
 
     def score(self, series: np.ndarray) -> np.ndarray:
         """Point scores ``(T,)`` of a (scaled) series ``(T, C)``; higher = more anomalous.
@@ -139,15 +140,16 @@ class Discords:
         total = len(x) if continues else n_train + len(x)
         f = max(1, -(-total // cfg.max_points))
         xd, td = downsample(x, f), downsample(self.train_, f)
-        lengths = [m for m in self.lengths(f) if m <= len(xd)]
+        period = self._period(td, f)
+        all_lengths = self._lengths(period, len(td))
+        lengths = [m for m in all_lengths if m <= len(xd)]
         if not lengths:
             raise ValueError(
-                f"series of {len(x)} points is shorter than the shortest window ({min(self.lengths(f)) * f})"
+                f"series of {len(x)} points is shorter than the shortest window ({all_lengths[0] * f})"
             )
         floor = STD_FLOOR * float(td.std())
         # Statistics (medians, peaks) of the part after the training part, where there is one.
         scored_from = len(td) if continues and len(xd) > len(td) else 0
-        period = self._period(f)
         profiles, zones = [], []
         for m in lengths:
             for kind in cfg.kinds:
@@ -179,8 +181,8 @@ class Discords:
 
     def _profile(self, xd, td, continues, m, normalise, floor) -> np.ndarray:
         """One profile on the averaged series' points, divided by the root of the window
-        length (window ``i`` scores its centre point; the points no window centres on take
-        the profile's median)."""
+        length; window distances map to points by ``config.points`` (with ``centre``, the
+        points no window centres on take the profile's median)."""
         cfg = self.config
         w = window_rows(xd, m, normalise, floor)
         pos = np.arange(len(w))
