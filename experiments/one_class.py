@@ -37,6 +37,8 @@ from jax_anomaly.fitting import combine, standardisation
 from jax_anomaly.metrics import ranking_metrics
 from jax_anomaly.runner import prepare_data
 from jax_anomaly.sharding import use_cpu_cores_as_devices
+from jax_anomaly.suites import one_class as one_class_suite
+from jax_anomaly.suites.cells import CellStore
 from jax_anomaly.suites.one_class import MODELS
 from jax_anomaly.training import Progress
 
@@ -46,8 +48,8 @@ def parse_args(argv=None):
     p.add_argument("--dataset", default="mnist", choices=sorted(PUBLISHED_MEAN_AUROC))
     p.add_argument("--detector", default="ae", choices=detector_names())
     p.add_argument("--arch", choices=["dense", "conv"], default="dense")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--epochs", type=int, help="default: the one_class suite's for the detector (20; geom 5)")
+    p.add_argument("--batch-size", type=int, help="default: the one_class suite's (128; geom 64)")
     p.add_argument("--classes", default="0-9", help="e.g. 0-9 or 0,3,7")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir")
@@ -80,7 +82,29 @@ def parse_args(argv=None):
         help="e.g. 0-4: one model per seed (same data split), each one's test scores "
         "standardised by its held-out normal scores, averaged",
     )
+    p.add_argument(
+        "--suite-cells",
+        metavar="FOLDER",
+        help="also record each class as a cell of the one_class suite in FOLDER (e.g. "
+        "results/suites/one_class): the stacked models are the ones the suite trains class by class "
+        "(same settings, split and keys); needs the suite's settings (no --model, --arch, --ensemble, "
+        "--quick; default epochs and batch size)",
+    )
     args = p.parse_args(argv)
+    suite_train = one_class_suite.train_config(args.detector, one_class_suite.OPTIONS)
+    if args.suite_cells and (
+        args.model
+        or args.arch != "dense"
+        or args.ensemble
+        or args.quick
+        or args.epochs not in (None, suite_train.epochs)
+        or args.batch_size not in (None, suite_train.batch_size)
+    ):
+        p.error(
+            "--suite-cells records the suite's own settings: drop --model/--arch/--ensemble/--quick/--epochs"
+        )
+    args.epochs = args.epochs or suite_train.epochs
+    args.batch_size = args.batch_size or suite_train.batch_size
     try:
         args.model = dict(parse_override(text) for text in args.model)
         args.ensemble = parse_int_list(args.ensemble, "--ensemble seeds") if args.ensemble else None
@@ -318,7 +342,32 @@ def main(argv=None) -> dict:
     (out / f"{stem}.md").write_text(text)
     write_page(out / f"{stem}.html", table, runs)
     print(text)
+    if args.suite_cells:
+        record_cells(Path(args.suite_cells), table)
     return table
+
+
+def record_cells(folder: Path, table: dict) -> None:
+    """Each class of ``table`` as the ``one_class`` suite's cell ``(detector, 'dataset:c',
+    seed)``; ``seconds`` is the stack's training and scoring time shared over the classes."""
+    stack = table["stack"] or {}
+    seconds = (stack.get("train_seconds", 0.0) + stack.get("score_seconds", 0.0)) / len(table["classes"])
+    store = CellStore(folder)
+    for row in table["classes"]:
+        store.put(
+            {
+                "suite": "one_class",
+                "detector": table["detector"],
+                "set": f"{table['dataset']}:{row['class']}",
+                "seed": table["seed"],
+                "seconds": seconds,
+                "options": dict(one_class_suite.OPTIONS),
+                "versions": table["versions"],
+                "stacked": True,
+                "metrics": {"auroc": row["auroc"], "auprc": row["auprc"]},
+            }
+        )
+    print(f"recorded {len(table['classes'])} cells in {folder}/cells/{table['detector']}")
 
 
 if __name__ == "__main__":

@@ -49,6 +49,39 @@ def test_one_class_quick_table(tmp_path):
     assert len(links) == 2 and all((tmp_path / link).is_file() for link in links)  # each class's report
 
 
+def test_one_class_stacked_geom_table_becomes_suite_cells(tmp_path):
+    """geom, two digit classes stacked, with the suite's settings (5 epochs of batch 64); each
+    class recorded as the one_class suite's cell, which the suite then counts as done."""
+    from jax_anomaly.suites import run_suite
+
+    one_class = _module("one_class")
+    with pytest.raises(SystemExit):
+        one_class.parse_args(["--detector", "geom", "--epochs", "2", "--suite-cells", str(tmp_path)])
+    table = one_class.main(
+        ["--dataset", "digits", "--detector", "geom", "--classes", "0,1", "--quiet"]
+        + ["--out", str(tmp_path), "--suite-cells", str(tmp_path / "suite")]
+    )
+    assert table["epochs"] == 5 and table["batch_size"] == 64 and table["stack"]["models"] == 2
+    assert table["mean_auroc"] > 80  # digits 0 and 1 against the other nine
+    cells = sorted((tmp_path / "suite" / "cells" / "geom").glob("*.json"))
+    assert [c.name for c in cells] == ["digits_0__seed0.json", "digits_1__seed0.json"]
+    record = json.loads(cells[0].read_text())
+    assert record["metrics"]["auroc"] == table["classes"][0]["auroc"] and record["stacked"]
+    before = [c.read_text() for c in cells]
+    run_suite(
+        "one_class",
+        detectors=["geom"],
+        seeds=[0],
+        sets=["digits:0", "digits:1"],
+        options={"datasets": ("digits",)},
+        out=tmp_path / "suite",
+        progress=False,
+    )  # fmt: skip  (the recorded cells count as done: nothing trains, nothing is rewritten)
+    assert [c.read_text() for c in cells] == before
+    table = json.loads((tmp_path / "suite" / "table.json").read_text())
+    assert "geom" in json.dumps(table)
+
+
 def test_one_class_model_overrides(tmp_path):
     one_class = _module("one_class")
     args = one_class.parse_args(["--model", "latent=4", "--model", "activation=tanh", "--tag", "v"])

@@ -5,7 +5,7 @@ and call ``register`` (``docs/extending.md``, ``experiments/custom_detector.py``
 outside module is loaded with ``--plugin`` or the ``jax_anomaly.detectors`` entry point.
 """
 
-from jax_anomaly.detectors import aae, anogan, autoencoder, baselines, fanogan, tabular, vae  # noqa: F401  (each registers itself)
+from jax_anomaly.detectors import aae, anogan, autoencoder, baselines, fanogan, geom, goad, tabular, vae  # noqa: F401  (each registers itself)
 from jax_anomaly.detectors.base import (
     Detector,
     Fitted,

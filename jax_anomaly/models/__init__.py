@@ -2,6 +2,7 @@
 
 from jax_anomaly.models.conv import (
     ARCHS,
+    ConvClassifier,
     ConvDecoder,
     ConvDiscriminator,
     ConvEncoder,
@@ -32,6 +33,7 @@ __all__ = [
     "ACTIVATIONS",
     "ARCHS",
     "MLP",
+    "ConvClassifier",
     "ConvDecoder",
     "ConvDiscriminator",
     "ConvEncoder",

@@ -215,6 +215,30 @@ class ConvDiscriminator(nn.Module):
         return (logits, features.reshape((*lead, -1))) if return_features else logits
 
 
+class ConvClassifier(nn.Module):
+    """``(..., H*W*C) -> (logits (..., classes), features (..., channels[-1]))``: 3x3
+    convolutions ``channels`` (stride 2 where ``strides`` says), each followed by layer
+    normalisation (stateless, unlike batch normalisation) and ReLU, then the feature map's
+    mean over positions and a linear layer to the logits. The transformation classifier of
+    the ``geom`` detector."""
+
+    image_shape: tuple[int, int, int]
+    channels: Sequence[int]
+    strides: Sequence[int]
+    classes: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array):
+        h, lead = _to_images(x, self.image_shape)
+        h = 2.0 * h - 1.0  # [0, 1] pixels centred
+        for i, (c, s) in enumerate(zip(self.channels, self.strides, strict=True)):
+            h = Conv2D(c, (3, 3), strides=s, name=f"conv_{i}")(h)
+            h = nn.relu(nn.LayerNorm(name=f"norm_{i}")(h))
+        features = h.mean(axis=(1, 2))
+        logits = nn.Dense(self.classes, name="logits")(features)
+        return logits.reshape((*lead, self.classes)), features.reshape((*lead, features.shape[-1]))
+
+
 ARCHS = ("dense", "conv")
 
 
