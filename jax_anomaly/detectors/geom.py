@@ -79,15 +79,20 @@ class GeomConfig:
                 f"strides must be 1 or 2, one per entry of channels; got {tuple(self.strides)} "
                 f"for channels {tuple(self.channels)}"
             )
-        if self.score not in SCORES:
-            raise ValueError(f"unknown score '{self.score}'; expected one of {SCORES}")
-        if self.score_batch < 1:
-            raise ValueError(f"score_batch must be >= 1, got {self.score_batch}")
+        check_scoring(self)
 
     @property
     def n_transforms(self) -> int:
         """K: (2 with flips) x (9 with a shift) x rotations."""
         return (2 if self.flips else 1) * (9 if self.shift else 1) * self.rotations
+
+
+def check_scoring(cfg) -> None:
+    """Validates a transformation-prediction config's ``score`` and ``score_batch``."""
+    if cfg.score not in SCORES:
+        raise ValueError(f"unknown score '{cfg.score}'; expected one of {SCORES}")
+    if cfg.score_batch < 1:
+        raise ValueError(f"score_batch must be >= 1, got {cfg.score_batch}")
 
 
 def image_side(n_features: int, cfg: GeomConfig) -> int:

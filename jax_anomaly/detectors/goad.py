@@ -20,8 +20,8 @@ import jax.numpy as jnp
 
 from jax_anomaly.detectors.base import Detector, register
 from jax_anomaly.detectors.geom import (
-    SCORES,
     calibration_phase,
+    check_scoring,
     classification_loss,
     score_chunk,
     square_distances,
@@ -40,7 +40,7 @@ class GoadConfig:
       width: width of the shared network's two layers (LeakyReLU 0.2).
       margin: the triplet centre loss's margin.
       centre_weight: weight of the triplet centre loss beside the cross-entropy (0: none).
-      score: centres (GOAD's), ce or dirichlet (as geom's).
+      score: centres (GOAD's), distance, ce or dirichlet (as geom's).
       score_batch: samples per vmapped scoring chunk.
     """
 
@@ -61,10 +61,7 @@ class GoadConfig:
             raise ValueError(
                 f"margin and centre_weight must be >= 0, got {self.margin}, {self.centre_weight}"
             )
-        if self.score not in SCORES:
-            raise ValueError(f"unknown score '{self.score}'; expected one of {SCORES}")
-        if self.score_batch < 1:
-            raise ValueError(f"score_batch must be >= 1, got {self.score_batch}")
+        check_scoring(self)
 
     @property
     def n_transforms(self) -> int:

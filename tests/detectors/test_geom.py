@@ -102,10 +102,10 @@ def test_refuses_rows_that_are_not_square_images():
 
 
 def test_estimator_saves_loads_and_exports(tmp_path, digits):
+    from sklearn.base import clone
+
     import jax_anomaly as ja
     from jax_anomaly.serving import load_exported
-
-    from sklearn.base import clone
 
     est = ja.TransformationDetector(preset="tiny", epochs=2, batch_size=32, seed=0)
     assert est.fit(digits.x_train) is est and est.n_features_in_ == 64
