@@ -165,10 +165,11 @@ def geom_init(cfg: GeomConfig, n_features: int, key: jax.Array):
 # ``init(cfg, n_features, key) -> params``; the phases and the scorer below are shared.
 
 
-def applied(log_p: jax.Array) -> jax.Array:
-    """``(K, B)``: each copy's log-probability of the transformation applied to it."""
-    k = log_p.shape[0]
-    return jnp.take_along_axis(log_p, jnp.arange(k)[:, None, None], axis=-1)[..., 0]
+def applied(values: jax.Array) -> jax.Array:
+    """``(K, B, K) -> (K, B)``: each copy's entry for the transformation applied to it (its
+    log-probability, or its distance to its own centre)."""
+    k = values.shape[0]
+    return jnp.take_along_axis(values, jnp.arange(k)[:, None, None], axis=-1)[..., 0]
 
 
 def classification_loss(log_p, features, mask):
@@ -321,10 +322,6 @@ def transformation_scorer(forward):
     return make_sample_scorer
 
 
-def score_chunk(cfg, local_n: int) -> int:
-    return cfg.score_batch
-
-
 PRESETS = {
     "default": GeomConfig(),
     "tiny": GeomConfig(flips=False, rotations=4, channels=(4, 8), strides=(1, 2), score_batch=64),
@@ -341,7 +338,6 @@ DETECTOR = register(
             calibration_phase(geom_forward, lambda cfg: cfg.channels[-1]),
         ),
         make_sample_scorer=transformation_scorer(geom_forward),
-        score_chunk=score_chunk,
         estimator="TransformationDetector",
     )
 )

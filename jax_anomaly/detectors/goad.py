@@ -20,14 +20,15 @@ import jax.numpy as jnp
 
 from jax_anomaly.detectors.base import Detector, register
 from jax_anomaly.detectors.geom import (
+    applied,
     calibration_phase,
     check_scoring,
     classification_loss,
-    score_chunk,
     square_distances,
     training_phase,
     transformation_scorer,
 )
+from jax_anomaly.training import masked_mean
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,12 +110,8 @@ def centre_triplet_loss(features: jax.Array, mask: jax.Array, margin: float) -> 
     w = mask[None, :, None]
     centres = jnp.sum(features * w, axis=1) / jnp.maximum(jnp.sum(mask), 1.0)  # (M, F)
     dist = square_distances(features, centres)  # (M, B, M)
-    m = features.shape[0]
-    own = jnp.take_along_axis(dist, jnp.arange(m)[:, None, None], axis=-1)[..., 0]
-    others = jnp.min(jnp.where(jnp.eye(m, dtype=bool)[:, None, :], jnp.inf, dist), axis=-1)
-    return jnp.sum(jnp.maximum(own + margin - others, 0.0).mean(axis=0) * mask) / jnp.maximum(
-        jnp.sum(mask), 1.0
-    )
+    others = jnp.min(jnp.where(jnp.eye(features.shape[0], dtype=bool)[:, None, :], jnp.inf, dist), axis=-1)
+    return masked_mean(jnp.maximum(applied(dist) + margin - others, 0.0).mean(axis=0), mask)
 
 
 def goad_loss(cfg: GoadConfig):
@@ -141,7 +138,6 @@ DETECTOR = register(
             calibration_phase(goad_forward, lambda cfg: cfg.width),
         ),
         make_sample_scorer=transformation_scorer(goad_forward),
-        score_chunk=score_chunk,
         estimator="GOAD",
     )
 )
