@@ -38,7 +38,7 @@ from jax_anomaly.metrics import ranking_metrics
 from jax_anomaly.runner import prepare_data
 from jax_anomaly.sharding import use_cpu_cores_as_devices
 from jax_anomaly.suites import one_class as one_class_suite
-from jax_anomaly.suites.cells import CellStore
+from jax_anomaly.suites.cells import CellStore, cell_record
 from jax_anomaly.suites.one_class import MODELS
 from jax_anomaly.training import Progress
 
@@ -101,7 +101,8 @@ def parse_args(argv=None):
         or args.batch_size not in (None, suite_train.batch_size)
     ):
         p.error(
-            "--suite-cells records the suite's own settings: drop --model/--arch/--ensemble/--quick/--epochs"
+            "--suite-cells records the suite's own settings: drop --model/--arch/--ensemble/--quick "
+            "and --epochs/--batch-size other than the suite's"
         )
     args.epochs = args.epochs or suite_train.epochs
     args.batch_size = args.batch_size or suite_train.batch_size
@@ -355,17 +356,17 @@ def record_cells(folder: Path, table: dict) -> None:
     store = CellStore(folder)
     for row in table["classes"]:
         store.put(
-            {
-                "suite": "one_class",
-                "detector": table["detector"],
-                "set": f"{table['dataset']}:{row['class']}",
-                "seed": table["seed"],
-                "seconds": seconds,
-                "options": dict(one_class_suite.OPTIONS),
-                "versions": table["versions"],
-                "stacked": True,
-                "metrics": {"auroc": row["auroc"], "auprc": row["auprc"]},
-            }
+            cell_record(
+                "one_class",
+                table["detector"],
+                f"{table['dataset']}:{row['class']}",
+                table["seed"],
+                seconds=seconds,
+                options=dict(one_class_suite.OPTIONS),
+                versions=table["versions"],
+                stacked=True,
+                metrics={"auroc": row["auroc"], "auprc": row["auprc"]},
+            )
         )
     print(f"recorded {len(table['classes'])} cells in {folder}/cells/{table['detector']}")
 

@@ -50,6 +50,13 @@ class CellStore:
         return [json.loads(p.read_text()) for p in sorted(folder.glob("*/*.json"))]
 
 
+def cell_record(suite: str, detector: str, name: str, seed: int, **fields) -> dict:
+    """One cell's record as ``CellStore.put`` takes it: who, where, the installed versions,
+    and ``fields`` (``seconds``, ``options``, ``metrics`` or ``error``, ...; a ``versions``
+    field replaces the installed ones)."""
+    return {"suite": suite, "detector": detector, "set": name, "seed": seed, "versions": versions(), **fields}
+
+
 # ``(detector, set, seeds, options) -> {seed: metrics}``: one group of cells that share the
 # data and the detector (seeds of a deep detector on the model axis).
 RunGroup = Callable[[str, str, list[int], dict], dict[int, dict]]
@@ -101,15 +108,7 @@ def run_cells(
             trace = traceback.format_exc(limit=8)
         seconds = (time.perf_counter() - t0) / len(missing)
         for seed in missing:
-            record = {
-                "suite": suite,
-                "detector": detector,
-                "set": name,
-                "seed": seed,
-                "seconds": seconds,
-                "options": options,
-                "versions": versions(),
-            }
+            record = cell_record(suite, detector, name, seed, seconds=seconds, options=options)
             if error is None and seed in results:
                 record["metrics"] = results[seed]
             else:

@@ -19,7 +19,8 @@ MODELS = {
 }
 # Training settings per detector over the suite's epochs and batch_size: geom's step sees K
 # copies of each row; 5 epochs of batch 64 are ~470 steps of 512 images per class (shirt 82.4
-# after 5 epochs, 82.3 after 10: docs/results.md), and keep a ten-class table in 30 minutes.
+# after 5 epochs, 82.3 after 10: docs/results.md); a ten-class table took 36-38 minutes on
+# 2 CPU cores, scoring included.
 TRAIN = {"geom": {"epochs": 5, "batch_size": 64}}
 DETECTORS = ("ae",)
 SEEDS = (0,)
