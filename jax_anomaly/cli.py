@@ -21,8 +21,16 @@ import jax
 from jax_anomaly import pages, thresholds
 from jax_anomaly.benchmarks.cli import add_bench_parser, run_bench
 from jax_anomaly.config import DataConfig, TrainConfig, field_docs
+from jax_anomaly.data import is_photographs
 from jax_anomaly.data.series import is_series
-from jax_anomaly.detectors import DEFAULT_DETECTOR, detector_names, get_detector, load_plugin, registry
+from jax_anomaly.detectors import (
+    DEFAULT_DETECTOR,
+    DEFAULT_IMAGE_DETECTOR,
+    detector_names,
+    get_detector,
+    load_plugin,
+    registry,
+)
 from jax_anomaly.runner import RunConfig, print_summary, run
 from jax_anomaly.sharding import use_cpu_cores_as_devices
 from jax_anomaly.timeseries.baselines import BASELINES
@@ -151,7 +159,8 @@ def _add_run_flags(p: argparse.ArgumentParser, *, defaults: dict) -> None:
     p._option_string_actions["--detector"].choices = [*detector_names(), *_series_only()]
     p._option_string_actions["--detector"].help += (
         f" (time series also: {', '.join((*SERIES_METHODS, *BASELINES))}; a series data set without"
-        f" --detector runs {DEFAULT_SERIES_METHOD})"
+        f" --detector runs {DEFAULT_SERIES_METHOD}; photographs (magnetic_tile, folder:PATH) run"
+        f" {DEFAULT_IMAGE_DETECTOR})"
     )
     add_config_flags(g, RunConfig, defaults=defaults, only=("preset", "seed", "out", "precision", "ensemble"))
     g.add_argument(
@@ -295,7 +304,10 @@ def config_from_args(args: argparse.Namespace):
     """A ``RunConfig`` from parsed flags (validates everything, raising ``ValueError``)."""
 
     if args.detector is None:
-        args.detector = DEFAULT_SERIES_METHOD if is_series(args.dataset) else DEFAULT_DETECTOR
+        if is_series(args.dataset):
+            args.detector = DEFAULT_SERIES_METHOD
+        else:
+            args.detector = DEFAULT_IMAGE_DETECTOR if is_photographs(args.dataset) else DEFAULT_DETECTOR
     if args.detector in _series_only() and not is_series(args.dataset):
         raise ValueError(
             f"--detector {args.detector} is a time series baseline; use it with a series data set"

@@ -95,6 +95,8 @@ class DataConfig:
       window: window length of a time series (auto: its dominant period by autocorrelation).
       stride: step between the training windows of a time series (scoring uses every window).
       point_rule: how window scores become point scores: mean or max of the covering windows.
+      image_size: side in pixels that photographs (magnetic_tile, folder:PATH) are resized to
+        (None: the detector's choice, its config's resize_to, where it has one; else 64).
     """
 
     dataset: str = "digits"
@@ -108,6 +110,7 @@ class DataConfig:
     window: int | str | None = "auto"
     stride: int = 1
     point_rule: str = dataclasses.field(default="mean", metadata={"choices": ("mean", "max")})
+    image_size: int | None = None
 
     def __post_init__(self):
         if self.window in (None, "auto"):
@@ -119,6 +122,10 @@ class DataConfig:
             )
             object.__setattr__(self, "window", int(self.window))
         _check(self.stride >= 1, f"stride must be >= 1, got {self.stride}")
+        _check(
+            self.image_size is None or self.image_size >= 8,
+            f"image_size must be >= 8 pixels, got {self.image_size}",
+        )
         _check(self.point_rule in ("mean", "max"), f"point_rule must be mean or max, got '{self.point_rule}'")
         _check(0 <= self.val_fraction < 1, f"val_fraction must be in [0, 1), got {self.val_fraction}")
         _check(0 < self.test_fraction < 1, f"test_fraction must be in (0, 1), got {self.test_fraction}")

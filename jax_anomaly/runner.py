@@ -19,7 +19,7 @@ import numpy as np
 from jax_anomaly import fitting, pages, thresholds
 from jax_anomaly import metrics as metrics_lib
 from jax_anomaly.config import DataConfig, TrainConfig, matmul_precision, to_dict
-from jax_anomaly.data import OneClassData, load_dataset, one_class_split
+from jax_anomaly.data import OneClassData, is_photographs, load_dataset, one_class_split
 from jax_anomaly.data.series import is_series
 from jax_anomaly.detectors import DEFAULT_DETECTOR, check_features, check_fit_data, get_detector
 from jax_anomaly.detectors.stack import FittedStack
@@ -86,6 +86,11 @@ def prepare_data(cfg: RunConfig, share: tuple[int, int] | None = None) -> OneCla
     ``share``: ``(process index, process count)``: keep only that process's share of the
     training and test rows; IDX images are read for those rows only."""
     d = cfg.data
+    image_size = d.image_size
+    if image_size is None and is_photographs(d.dataset):
+        image_size = getattr(
+            get_detector(cfg.detector).config(cfg.preset, d.dataset, **cfg.model), "resize_to", None
+        )
     ds = load_dataset(
         d.dataset,
         data_dir=d.data_dir,
@@ -95,6 +100,7 @@ def prepare_data(cfg: RunConfig, share: tuple[int, int] | None = None) -> OneCla
         label_column=d.label_column,
         synthetic=d.synthetic,
         lazy=share is not None,
+        image_size=image_size,
     )
     return one_class_split(ds, d.normal, val_fraction=d.val_fraction, seed=cfg.seed, share=share)
 

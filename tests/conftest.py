@@ -42,6 +42,47 @@ def digits():
 
 
 @pytest.fixture(scope="session")
+def defect_tiles():
+    """16x16 grey tiles (a smooth random gradient plus noise): 300 normal to train, 60 to
+    validate; 40 normal and 40 with a dark 3x3 spot or a 1-pixel dark line to test, with
+    their masks (N, 16, 16). Rows of 256 pixels in [0, 1]."""
+    import types
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    side = 16
+
+    def tiles(n):
+        ramp = np.linspace(-1, 1, side)
+        gx, gy = rng.uniform(-0.15, 0.15, (2, n, 1, 1))
+        base = 0.5 + gx * ramp[None, None, :] + gy * ramp[None, :, None]
+        return base + 0.03 * rng.standard_normal((n, side, side))
+
+    def defective(n):
+        x, masks = tiles(n), np.zeros((n, side, side), bool)
+        for i in range(n):
+            r, c = rng.integers(2, side - 5, 2)
+            if i % 2:
+                masks[i, r : r + 3, c : c + 3] = True
+            else:
+                masks[i, r, 2 : side - 2] = True
+        x[masks] *= 0.4
+        return x, masks
+
+    bad, bad_masks = defective(40)
+    x_test = np.concatenate([tiles(40), bad])
+    flat = lambda x: np.clip(x, 0.0, 1.0).reshape(len(x), -1).astype(np.float32)  # noqa: E731
+    return types.SimpleNamespace(
+        x_train=flat(tiles(300)),
+        x_val=flat(tiles(60)),
+        x_test=flat(x_test),
+        y_test=np.r_[np.zeros(40), np.ones(40)].astype(int),
+        masks=np.concatenate([np.zeros((40, side, side), bool), bad_masks]),
+    )
+
+
+@pytest.fixture(scope="session")
 def fast_train():
     return TrainConfig(epochs=30, batch_size=32)
 

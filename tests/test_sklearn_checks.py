@@ -16,8 +16,8 @@ CONVENTION = {
     "(scikit-learn: -1/+1, negative decision_function for outliers)",
 }
 # Image-only estimators: scikit-learn's checks feed rows of 1-10 columns, not square images
-# (tests/detectors/test_geom.py checks their estimator API on images).
-IMAGE_ONLY = {"TransformationDetector"}
+# (tests/detectors/test_geom.py and test_defects.py check their estimator API on images).
+IMAGE_ONLY = {"TransformationDetector", "DefectSegmenter"}
 # Tiny models and one epoch: the checks test the API, not the detection.
 ESTIMATORS = [
     getattr(ja, name)(preset="tiny", epochs=1, batch_size=32)

@@ -35,6 +35,12 @@ IMAGE_DATASETS = ("mnist", "fashion_mnist", "digits")
 BUILTIN_DATASETS = ("mnist", "fashion_mnist", "digits", "synthetic")
 
 
+def is_photographs(dataset: str) -> bool:
+    """Whether ``dataset`` names photographs read from image files (``magnetic_tile``,
+    ``folder:PATH``): resized to a side of the detector's choosing, with defect masks."""
+    return dataset == "magnetic_tile" or dataset.startswith("folder:")
+
+
 @dataclasses.dataclass(frozen=True)
 class Dataset:
     """A labelled data set with a train/test split, before any one-class selection.
@@ -248,11 +254,14 @@ def load_dataset(
     label_column: str = "label",
     synthetic: dict | None = None,
     lazy: bool = False,
+    image_size: int | None = None,
 ) -> Dataset:
     """Loads a data set by name: ``mnist``, ``fashion_mnist``, ``digits``, ``synthetic``,
     ``npz:PATH``, ``csv:PATH``, ``adbench:NAME``, ``magnetic_tile`` or ``folder:PATH``.
     ``lazy``: IDX images are read only when rows are taken
-    (``load_idx_dataset``); the other sources are small and load whole.
+    (``load_idx_dataset``); the other sources are small and load whole. ``image_size``: the
+    side photographs (``magnetic_tile``, ``folder:PATH``) are resized to (None:
+    ``images.IMAGE_SIZE``).
 
     Data sets without their own test split get a seeded stratified split of
     ``test_fraction``.
@@ -278,8 +287,8 @@ def load_dataset(
         return load_tabular_file(dataset, label_column=label_column, test_fraction=test_fraction, seed=seed)
     if dataset.startswith("adbench:"):
         return load_adbench_dataset(dataset, data_dir, seed)
-    if dataset == "magnetic_tile" or dataset.startswith("folder:"):
-        return load_image_dataset(dataset, data_dir, seed)
+    if is_photographs(dataset):
+        return load_image_dataset(dataset, data_dir, seed, image_size)
     raise ValueError(
         f"unknown data set '{dataset}'; expected one of {', '.join(BUILTIN_DATASETS)}, npz:PATH, csv:PATH, "
         "adbench:NAME, magnetic_tile, folder:PATH"
@@ -302,10 +311,11 @@ def load_adbench_dataset(spec: str, data_dir: str | None, seed: int) -> Dataset:
     )
 
 
-def load_image_dataset(spec: str, data_dir: str | None, seed: int) -> Dataset:
+def load_image_dataset(spec: str, data_dir: str | None, seed: int, size: int | None = None) -> Dataset:
     """``magnetic_tile`` or ``folder:PATH`` (anomalib's Folder layout, normal folder ``good``)
-    as grey square images of ``images.IMAGE_SIZE``: a seeded ``images.TRAIN_FRACTION`` of the
-    normal images train, the rest and every defective image test (label 1 = defective)."""
+    as grey square images of side ``size`` (None: ``images.IMAGE_SIZE``): a seeded
+    ``images.TRAIN_FRACTION`` of the normal images train, the rest and every defective image
+    test (label 1 = defective)."""
     from jax_anomaly.data.images import (
         IMAGE_SIZE,
         TRAIN_FRACTION,
@@ -314,10 +324,11 @@ def load_image_dataset(spec: str, data_dir: str | None, seed: int) -> Dataset:
         load_magnetic_tile,
     )
 
+    size = size or IMAGE_SIZE
     if spec == "magnetic_tile":
-        images = load_magnetic_tile(data_dir, size=IMAGE_SIZE)
+        images = load_magnetic_tile(data_dir, size=size)
     else:
-        images = load_image_folder(spec.partition(":")[2], size=IMAGE_SIZE)
+        images = load_image_folder(spec.partition(":")[2], size=size)
     train, test = image_split(images.labels, seed, TRAIN_FRACTION)
     x = images.images.reshape(len(images), -1)
     return Dataset(
@@ -326,7 +337,7 @@ def load_image_dataset(spec: str, data_dir: str | None, seed: int) -> Dataset:
         y_train=images.labels[train],
         x_test=x[test],
         y_test=images.labels[test],
-        image_shape=(IMAGE_SIZE, IMAGE_SIZE),
+        image_shape=(size, size),
         value_max=255.0,
         test_rows=test,
     )

@@ -5,7 +5,19 @@ and call ``register`` (``docs/extending.md``, ``experiments/custom_detector.py``
 outside module is loaded with ``--plugin`` or the ``jax_anomaly.detectors`` entry point.
 """
 
-from jax_anomaly.detectors import aae, anogan, autoencoder, baselines, fanogan, geom, goad, tabular, vae  # noqa: F401  (each registers itself)
+# Each module registers its detectors when imported.
+from jax_anomaly.detectors import (  # noqa: F401
+    aae,
+    anogan,
+    autoencoder,
+    baselines,
+    defects,
+    fanogan,
+    geom,
+    goad,
+    tabular,
+    vae,
+)
 from jax_anomaly.detectors.base import (
     Detector,
     Fitted,
@@ -23,9 +35,12 @@ from jax_anomaly.detectors.base import (
 
 # What a user gets with no detector named: ``AnomalyDetector()``, ``jax-anomaly run``.
 DEFAULT_DETECTOR = "tabular"
+# ... and on photographs (``jax-anomaly run --dataset magnetic_tile`` or ``folder:PATH``).
+DEFAULT_IMAGE_DETECTOR = "defects"
 
 __all__ = [
     "DEFAULT_DETECTOR",
+    "DEFAULT_IMAGE_DETECTOR",
     "Detector",
     "Fitted",
     "Phase",

@@ -7,6 +7,7 @@ from jax_anomaly.models.conv import (
     ConvDiscriminator,
     ConvEncoder,
     ConvGenerator,
+    SegmentationNet,
     check_arch,
     image_shape_for,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "ConvDiscriminator",
     "ConvEncoder",
     "ConvGenerator",
+    "SegmentationNet",
     "Decoder",
     "DenseAutoencoder",
     "Discriminator",

@@ -239,6 +239,49 @@ class ConvClassifier(nn.Module):
         return logits.reshape((*lead, self.classes)), features.reshape((*lead, features.shape[-1]))
 
 
+def _space_to_depth(x: jax.Array, block: int) -> jax.Array:
+    """(N, H, W, C) -> (N, H/b, W/b, b*b*C): each b x b block of pixels as channels."""
+    n, h, w, c = x.shape
+    x = x.reshape((n, h // block, block, w // block, block, c)).transpose((0, 1, 3, 2, 4, 5))
+    return x.reshape((n, h // block, w // block, block * block * c))
+
+
+def _depth_to_space(x: jax.Array, block: int) -> jax.Array:
+    """The inverse of ``_space_to_depth`` for one output channel: (N, h, w, b*b) -> (N, h*b, w*b)."""
+    n, h, w, _ = x.shape
+    x = x.reshape((n, h, w, block, block)).transpose((0, 1, 3, 2, 4))
+    return x.reshape((n, h * block, w * block))
+
+
+class SegmentationNet(nn.Module):
+    """``(..., H*W) -> logits (..., H*W)``: a per-pixel classifier of square grey images, a
+    small U-Net. Each ``pack`` x ``pack`` block of pixels enters as channels (space to depth:
+    the network runs at 1/pack of the side, its logits are unpacked to every pixel); then two
+    3x3 convolutions per level, ``channels[0]`` at that side and each further level at half the
+    side before (stride 2); on the way up, each level's map joins the bilinearly upsampled
+    coarser one. The discriminative network of the ``defects`` detector."""
+
+    image_shape: tuple[int, int, int]
+    channels: Sequence[int]
+    pack: int = 1
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        h, lead = _to_images(x, self.image_shape)
+        h = _space_to_depth(2.0 * h - 1.0, self.pack)
+        skips = []
+        for i, c in enumerate(self.channels):
+            h = nn.relu(Conv2D(c, (3, 3), strides=1 if i == 0 else 2, name=f"down_{i}a")(h))
+            h = nn.relu(Conv2D(c, (3, 3), name=f"down_{i}b")(h))
+            skips.append(h)
+        for i in range(len(self.channels) - 2, -1, -1):
+            skip = skips[i]
+            up = jax.image.resize(h, (*skip.shape[:3], h.shape[-1]), "bilinear")
+            h = nn.relu(Conv2D(self.channels[i], (3, 3), name=f"up_{i}")(jnp.concatenate([skip, up], -1)))
+        logits = _depth_to_space(Conv2D(self.pack**2, (1, 1), name="logits")(h), self.pack)
+        return logits.reshape((*lead, -1))
+
+
 ARCHS = ("dense", "conv")
 
 

@@ -179,6 +179,8 @@ def run_suite(
     seeds = [int(s) for s in (suite.seeds if seeds is None else seeds)]
     chosen = select_sets(suite, options, sets, every)
     out = Path(out or Path("results") / "suites" / name)
+    if "figures" in options and options["figures"] is None:  # the suite draws figures: in out
+        options["figures"] = str(out / "figures")
     check_folder(out, name, options)
     store = CellStore(out)
     run_cells(
@@ -196,7 +198,7 @@ def run_suite(
 
 
 # Options that say where the data is, not what is computed: a folder's cells hold for any.
-_LOCATION_OPTIONS = ("data_dir",)
+_LOCATION_OPTIONS = ("data_dir", "figures")
 
 
 def check_folder(out: Path, name: str, options: dict) -> None:

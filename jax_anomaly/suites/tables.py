@@ -319,9 +319,10 @@ def rank_plot(table: Table, path: Path) -> Path | None:
     return path
 
 
-def page_html(table: Table, header: str, plot: Path | None, digits: int = 1) -> str:
+def page_html(table: Table, header: str, plot: Path | None, digits: int = 1, figures=()) -> str:
     """The suite's self-contained page: the summary (mean and average rank of every method),
-    the rank plot, wins and losses of ours against each method, and the per-set table."""
+    the rank plot, ``figures`` (PNG files, e.g. anomaly maps), wins and losses of ours against
+    each method, and the per-set table."""
     from jax_anomaly import pages
 
     methods = table.methods()
@@ -335,6 +336,8 @@ def page_html(table: Table, header: str, plot: Path | None, digits: int = 1) -> 
         body += [f'<p class="note">{pages.esc(t)}</p>' for t in notes if t]
     if plot is not None:
         body.append(pages.image(Path(plot).read_bytes(), "average rank (1 = best); ours in orange"))
+    for figure in figures:
+        body.append(pages.image(Path(figure).read_bytes(), Path(figure).stem))
     if table.published and table.published.per_set:
         for det in table.ours:
             body.append(f"<h2>{pages.esc(det)} against each method (paired Wilcoxon)</h2>")
@@ -355,7 +358,8 @@ def page_html(table: Table, header: str, plot: Path | None, digits: int = 1) -> 
 
 def write_outputs(table: Table, out: Path, *, header: str, digits: int = 1) -> dict[str, Path]:
     """``table.md``, ``table.json``, ``ranks.png`` (where there are ranks) and ``index.html``
-    in ``out``."""
+    in ``out``; the page shows the figures the suite left in ``out/figures`` of the detectors
+    in the table (anomaly maps)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     text = markdown(table, header=header, digits=digits)
@@ -363,7 +367,10 @@ def write_outputs(table: Table, out: Path, *, header: str, digits: int = 1) -> d
     atomic_write(paths["markdown"], text.encode())
     atomic_write(paths["json"], (json.dumps(table.to_json(), indent=1, default=float) + "\n").encode())
     plot = rank_plot(table, out / "ranks.png")
-    atomic_write(paths["page"], page_html(table, header, plot, digits).encode())
+    figures = [
+        f for f in sorted((out / "figures").glob("*.png")) if f.stem.rpartition("_seed")[0] in table.ours
+    ]
+    atomic_write(paths["page"], page_html(table, header, plot, digits, figures).encode())
     if plot:
         paths["plot"] = plot
     return paths

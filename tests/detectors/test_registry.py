@@ -1,5 +1,6 @@
 """Every registered detector, with its tiny preset, trains and separates the synthetic case
-(the image-only detectors: digit 0 among the 8x8 digits)."""
+(the image-only detectors: digit 0 among the 8x8 digits; the defect finder: tiles with dark
+spots and lines)."""
 
 import jax
 import numpy as np
@@ -9,12 +10,13 @@ from sklearn.metrics import roc_auc_score
 from jax_anomaly.config import TrainConfig
 from jax_anomaly.detectors import detector_names, get_detector
 
-IMAGE_ONLY = {"geom"}  # square images: rows of side**2 pixels
+# Square images (rows of side**2 pixels): the fixture each image-only detector separates.
+IMAGE_ONLY = {"geom": "digits", "defects": "defect_tiles"}
 
 
 @pytest.mark.parametrize("name", detector_names())
 def test_tiny_preset_trains_and_separates(name, request):
-    synthetic = request.getfixturevalue("digits" if name in IMAGE_ONLY else "synthetic")
+    synthetic = request.getfixturevalue(IMAGE_ONLY.get(name, "synthetic"))
     det = get_detector(name)
     cfg = det.config("tiny")
     fitted = det.fit(

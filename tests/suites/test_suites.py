@@ -205,6 +205,24 @@ def test_magnetic_tile_suite_scores_images_and_pixels(root, tmp_path):
     assert 0 <= ae["pro"] <= 1 and ae["pixel_auroc"] is not None and set(ae["kind_auroc"]) == {"MT_Crack"}
 
 
+def test_photographs_default_to_the_defect_segmenter_at_its_size(root, tmp_path):
+    """``run --dataset magnetic_tile`` without a detector runs ``defects`` on tiles resized to
+    its preset's side (tiny: 16); the suite resizes for each detector the same way."""
+    out = tmp_path / "run"
+    argv = ["run", "--dataset", "magnetic_tile", "--data-dir", str(root), "--preset", "tiny"]
+    assert main([*argv, "--epochs", "2", "--batch-size", "8", "--out", str(out), "--quiet"]) == 0
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["detector"] == "defects" and summary["data"]["n_features"] == 16 * 16
+    options = {"data_dir": str(root), "estimator": {"preset": "tiny", "epochs": 2, "batch_size": 8}}
+    suites.run_suite(
+        "magnetic_tile", detectors=["defects"], seeds=[0], out=tmp_path / "s", options=options, progress=False
+    )
+    cell = suites.CellStore(tmp_path / "s").get("defects", "magnetic_tile", 0)["metrics"]
+    assert cell["size"] == 16 and 0 <= cell["pro"] <= 1 and 0 <= cell["pixel_auroc"] <= 1
+    assert (tmp_path / "s" / "figures" / "defects_seed0.png").is_file()  # maps over the tiles
+    assert "defects_seed0" in (tmp_path / "s" / "index.html").read_text()
+
+
 def test_one_class_suite_through_the_cli(root, tmp_path):
     out = tmp_path / "oc"
     code = main(

@@ -1,0 +1,239 @@
+"""Synthetic defects (after DRAEM's discriminative network, Zavrtanik et al. 2021): a
+segmentation network learns, on normal images only, to find defects pasted into them; a test
+image's anomaly map is the network's per-pixel defect probability, its score the map's
+maximum after smoothing.
+
+Training reads nothing but the normal rows: each step makes its own defects on the device
+(``synthetic_defects``). A defect's shape is a level set of smooth random noise (bilinear
+upsampling of a Gaussian grid at a random coarseness: Perlin-like): the region above a
+random level (a blob, as a blowhole or a break) or a thin band around level zero (a line, as
+a crack). Inside it the pixels become a darker or brighter copy of the image itself or of
+another image of the batch, blended with the original by a random share. Half the images of
+a step get a defect, half stay normal; the loss is the cross-entropy of every pixel, defect
+and normal pixels weighted equally.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax.training import train_state
+
+from jax_anomaly.config import TrainConfig, replace
+from jax_anomaly.detectors.base import Detector, Phase, adam, register
+from jax_anomaly.models import SegmentationNet
+
+# Coarseness of the noise grid: cells across the image (one drawn per defect).
+NOISE_CELLS = (2, 4, 8, 16)
+
+
+@dataclasses.dataclass(frozen=True)
+class DefectsConfig:
+    """The synthetic defects and the segmentation network that finds them.
+
+    Attributes:
+      channels: the U-Net's channels per level, e.g. 32,64,64,64 (each level after the first
+        halves the side).
+      pack: pixels per side of each block that enters the network as channels (space to
+        depth): 2 runs a 128x128 image at 64x64's cost, 1 at full resolution.
+      defect_share: share of the training images that get a synthetic defect.
+      line_share: share of the defects that are thin lines (cracks); the rest are blobs.
+      resize_to: side in pixels that photographs (magnetic_tile, folder:PATH) are resized to
+        for this detector (the data settings' image_size, where given, wins).
+      smooth: side of the box filter over the probability map before its maximum is taken
+        (the image score); 1: no smoothing.
+      auto_epochs: training passes over the normal images when the training settings leave the
+        length to the detector (``epochs`` unset) ...
+      auto_batch: ... and the batch size of those passes (many small steps: a few hundred
+        photographs make few batches of the library's default 128).
+      score_batch: images per vmapped scoring chunk.
+    """
+
+    channels: tuple[int, ...] = (32, 64, 64, 64)
+    pack: int = 2
+    defect_share: float = 0.5
+    line_share: float = 0.5
+    resize_to: int = 128
+    smooth: int = 5
+    auto_epochs: int = 30
+    auto_batch: int = 16
+    score_batch: int = 64
+
+    def __post_init__(self):
+        object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))  # JSON / CLI lists
+        if not self.channels or any(c < 1 for c in self.channels):
+            raise ValueError(f"channels must be >= 1, got {self.channels}")
+        if self.pack < 1:
+            raise ValueError(f"pack must be >= 1, got {self.pack}")
+        for name in ("defect_share", "line_share"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.resize_to < 8:
+            raise ValueError(f"resize_to must be >= 8 pixels, got {self.resize_to}")
+        if self.smooth < 1 or self.smooth % 2 == 0:
+            raise ValueError(f"smooth must be an odd number of pixels >= 1, got {self.smooth}")
+        if self.auto_epochs < 1 or self.auto_batch < 1:
+            raise ValueError(
+                f"auto_epochs and auto_batch must be >= 1, got {self.auto_epochs}, {self.auto_batch}"
+            )
+
+
+def image_side(n_features: int, cfg: DefectsConfig) -> int:
+    """The side of the square grey images in rows of ``n_features``.
+
+    Raises:
+      ValueError: not square, or the side does not divide by ``pack * 2**(levels - 1)``.
+    """
+    side = math.isqrt(n_features)
+    step = cfg.pack * 2 ** (len(cfg.channels) - 1)
+    if side * side != n_features or side % step:
+        raise ValueError(
+            f"defects needs square grey images whose side divides by {step} (pack "
+            f"{cfg.pack} x 2 per level after the first); got {n_features} features"
+        )
+    return side
+
+
+def smooth_noise(key: jax.Array, side: int) -> jax.Array:
+    """(side, side) noise: a standard Gaussian grid of ``c + 1`` x ``c + 1`` points, ``c``
+    drawn from ``NOISE_CELLS``, upsampled bicubically (every coarseness is made, one kept:
+    shapes stay static under jit)."""
+    keys = jax.random.split(key, len(NOISE_CELLS) + 1)
+    grids = [
+        jax.image.resize(jax.random.normal(k, (c + 1, c + 1)), (side, side), "cubic")
+        for k, c in zip(keys[:-1], NOISE_CELLS, strict=True)
+    ]
+    return jnp.stack(grids)[jax.random.randint(keys[-1], (), 0, len(NOISE_CELLS))]
+
+
+def synthetic_defects(key: jax.Array, image: jax.Array, other: jax.Array, cfg: DefectsConfig):
+    """``(image with a synthetic defect or unchanged, its defect mask)`` for one image (H, W)
+    in [0, 1]; ``other`` (H, W) lends its texture to some defects."""
+    k = jax.random.split(key, 9)
+    side = image.shape[0]
+    shape_noise = smooth_noise(k[0], side)
+    level = jax.random.uniform(k[1], (), minval=0.6, maxval=1.4)
+    blob = shape_noise > level
+    width = jax.random.uniform(k[2], (), minval=0.04, maxval=0.15)
+    line = (jnp.abs(shape_noise) < width) & (smooth_noise(k[3], side) > 0.3)  # a broken band
+    mask = jnp.where(jax.random.uniform(k[4]) < cfg.line_share, line, blob)
+    mask = mask & (jax.random.uniform(k[5]) < cfg.defect_share)
+    source = jnp.where(jax.random.uniform(k[6]) < 0.5, image, other[::-1])
+    fill = jnp.clip(source * jax.random.uniform(k[7], (), minval=0.2, maxval=1.6), 0.0, 1.0)
+    keep = jax.random.uniform(k[8], (), minval=0.0, maxval=0.7)
+    fill = keep * image + (1.0 - keep) * fill
+    mask = mask.astype(image.dtype)
+    return image * (1.0 - mask) + fill * mask, mask
+
+
+def build_model(cfg: DefectsConfig, n_features: int) -> SegmentationNet:
+    side = image_side(n_features, cfg)
+    return SegmentationNet((side, side, 1), cfg.channels, cfg.pack)
+
+
+def init_state(cfg: DefectsConfig, train: TrainConfig, n_features: int, key):
+    model = build_model(cfg, n_features)
+    params = model.init(key, jnp.zeros((1, n_features), jnp.float32))["params"]
+    return train_state.TrainState.create(apply_fn=model.apply, params=params, tx=adam(train))
+
+
+def balanced_loss(logits: jax.Array, masks: jax.Array, mask: jax.Array) -> jax.Array:
+    """Per-pixel sigmoid cross-entropy, the defect pixels and the normal pixels of the batch
+    each averaged and weighted one half (a defect covers a few % of an image); ``mask`` (B,) is
+    0 on padding rows."""
+    loss = optax.sigmoid_binary_cross_entropy(logits, masks) * mask[:, None]
+    defect = masks * mask[:, None]
+    normal = (1.0 - masks) * mask[:, None]
+    return 0.5 * (
+        jnp.sum(loss * defect) / jnp.maximum(jnp.sum(defect), 1.0)
+        + jnp.sum(loss * normal) / jnp.maximum(jnp.sum(normal), 1.0)
+    )
+
+
+def defect_batch(cfg: DefectsConfig, batch: jax.Array, key: jax.Array):
+    """Rows (B, D) -> (rows with synthetic defects, their masks (B, D)): each image mirrored
+    at random (both axes), then given a defect or not; the next image of the batch lends
+    texture."""
+    b, d = batch.shape
+    side = math.isqrt(d)
+    k_flip, k_defect = jax.random.split(key)
+    images = batch.reshape((b, side, side))
+    flips = jax.random.bernoulli(k_flip, 0.5, (2, b, 1, 1))
+    images = jnp.where(flips[0], images[:, ::-1], images)
+    images = jnp.where(flips[1], images[:, :, ::-1], images)
+    defective, masks = jax.vmap(synthetic_defects, in_axes=(0, 0, 0, None))(
+        jax.random.split(k_defect, b), images, jnp.roll(images, 1, axis=0), cfg
+    )
+    return defective.reshape((b, d)), masks.reshape((b, d))
+
+
+def make_step(cfg: DefectsConfig, train: TrainConfig, n_features: int):
+    def step(state, batch, mask, key):
+        images, masks = defect_batch(cfg, batch, key)
+
+        def loss_fn(params):
+            return balanced_loss(state.apply_fn({"params": params}, images), masks, mask)
+
+        value, grads = jax.value_and_grad(loss_fn)(state.params)
+        return state.apply_gradients(grads=grads), {"loss": value}
+
+    return step
+
+
+def make_eval(cfg: DefectsConfig, n_features: int):
+    """The validation loss: the same synthetic defects, drawn from a fixed key (comparable
+    from epoch to epoch)."""
+
+    def eval_fn(state, x):
+        images, masks = defect_batch(cfg, x, jax.random.key(0))
+        logits = state.apply_fn({"params": state.params}, images)
+        return {"loss": balanced_loss(logits, masks, jnp.ones(x.shape[0]))}
+
+    return eval_fn
+
+
+def train_length(cfg: DefectsConfig, train: TrainConfig) -> TrainConfig:
+    """``cfg.auto_epochs`` of ``cfg.auto_batch`` images where the training settings leave the
+    length open (``epochs`` None): the library's rule (>= 2,000 steps of 128) would mean hours
+    of a 2-core CPU for 761 photographs at 128x128."""
+    return train if train.epochs else replace(train, epochs=cfg.auto_epochs, batch_size=cfg.auto_batch)
+
+
+def make_sample_scorer(cfg: DefectsConfig, n_features: int):
+    """``one(params, x) -> {'score', 'map'}``: the defect probability of every pixel, box
+    filtered over ``cfg.smooth`` pixels (the map), and its maximum (the score)."""
+    model = build_model(cfg, n_features)
+    side = image_side(n_features, cfg)
+
+    def one(params, x):
+        prob = jax.nn.sigmoid(model.apply({"params": params}, x)).reshape((1, side, side, 1))
+        amap = nn.avg_pool(prob, (cfg.smooth, cfg.smooth), padding="SAME", count_include_pad=False)
+        amap = amap.reshape(-1)
+        return {"score": jnp.max(amap), "map": amap}
+
+    return one
+
+
+PRESETS = {
+    "default": DefectsConfig(),
+    "tiny": DefectsConfig(channels=(4, 8), pack=1, resize_to=16, auto_epochs=2, score_batch=16),
+}
+
+DETECTOR = register(
+    Detector(
+        name="defects",
+        description="segmentation network trained on synthetic defects (DRAEM-style), anomaly maps",
+        config_cls=DefectsConfig,
+        presets=PRESETS,
+        phases=(Phase("train", init_state, make_step, make_eval, train_config=train_length),),
+        make_sample_scorer=make_sample_scorer,
+        estimator="DefectSegmenter",
+    )
+)
+
+__all__ = ["DETECTOR", "DefectsConfig", "balanced_loss", "smooth_noise", "synthetic_defects"]

@@ -1,0 +1,134 @@
+"""The synthetic-defect segmenter: its defects, its loss, its network, its maps."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from jax_anomaly.config import TrainConfig
+from jax_anomaly.detectors import defects
+from jax_anomaly.models import SegmentationNet
+from jax_anomaly.models.conv import _depth_to_space, _space_to_depth
+
+
+@pytest.fixture(scope="module")
+def fitted_tiles(defect_tiles):
+    return defects.DETECTOR.fit(
+        defects.PRESETS["tiny"],
+        TrainConfig(epochs=20, batch_size=32),
+        defect_tiles.x_train,
+        key=jax.random.key(0),
+        progress=False,
+    )
+
+
+def test_synthetic_defects_change_only_their_mask():
+    cfg = defects.DefectsConfig(defect_share=1.0)
+    rng = np.random.default_rng(0)
+    image = jnp.asarray(rng.uniform(0.3, 0.7, (32, 32)), jnp.float32)
+    other = jnp.asarray(rng.uniform(0.3, 0.7, (32, 32)), jnp.float32)
+    shares, lines, blobs = [], [], []
+    for i in range(40):
+        for line_share, kept in ((1.0, lines), (0.0, blobs)):
+            out, mask = defects.synthetic_defects(
+                jax.random.key(i),
+                image,
+                other,
+                defects.DefectsConfig(defect_share=1.0, line_share=line_share),
+            )
+            out, mask = np.asarray(out), np.asarray(mask)
+            assert set(np.unique(mask)) <= {0.0, 1.0}
+            np.testing.assert_array_equal(out[mask == 0], np.asarray(image)[mask == 0])
+            assert out.min() >= 0.0 and out.max() <= 1.0
+            kept.append(mask.mean())
+        shares.append(mask.any())
+    assert np.mean(shares) > 0.5 and 0.0 < np.mean(lines) < np.mean(blobs)
+    none = [
+        np.asarray(
+            defects.synthetic_defects(
+                jax.random.key(i), image, other, defects.DefectsConfig(defect_share=0.0)
+            )[1]
+        ).any()
+        for i in range(10)
+    ]
+    assert not any(none)
+    half = defects.defect_batch(
+        cfg.__class__(defect_share=0.5), jnp.tile(image.reshape(1, -1), (200, 1)), jax.random.key(1)
+    )[1]
+    assert 0.3 < float(jnp.mean(jnp.any(half > 0, axis=1))) < 0.7
+
+
+def test_balanced_loss_weights_defect_and_normal_pixels_equally():
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(3, 16)).astype(np.float32)
+    masks = (rng.uniform(size=(3, 16)) < 0.2).astype(np.float32)
+    rows = np.array([1.0, 1.0, 0.0], np.float32)  # the last row is padding
+    ce = np.logaddexp(0, logits) - logits * masks  # sigmoid cross-entropy
+    pos, neg = masks[:2] == 1, masks[:2] == 0
+    expected = 0.5 * (ce[:2][pos].mean() + ce[:2][neg].mean())
+    got = defects.balanced_loss(jnp.asarray(logits), jnp.asarray(masks), jnp.asarray(rows))
+    np.testing.assert_allclose(float(got), expected, rtol=1e-5)
+
+
+def test_packed_network_keeps_every_pixel():
+    x = jnp.arange(2 * 8 * 8 * 1, dtype=jnp.float32).reshape(2, 8, 8, 1)
+    packed = _space_to_depth(x, 2)
+    assert packed.shape == (2, 4, 4, 4)
+    np.testing.assert_array_equal(packed[0, 1, 2], np.asarray(x)[0, 2:4, 4:6, 0].ravel())
+    np.testing.assert_array_equal(_depth_to_space(packed, 2), x[..., 0])
+    net = SegmentationNet((16, 16, 1), (4, 8, 8), pack=2)
+    params = net.init(jax.random.key(0), jnp.zeros((1, 256)))
+    assert net.apply(params, jnp.zeros((3, 256))).shape == (3, 256)
+    with pytest.raises(ValueError, match="divides by 8"):
+        defects.build_model(defects.DefectsConfig(channels=(4, 8, 8), pack=2), 12 * 12)
+    with pytest.raises(ValueError, match="square grey images"):
+        defects.build_model(defects.PRESETS["tiny"], 250)
+
+
+def test_config_checks():
+    for bad in (
+        {"pack": 0},
+        {"line_share": 1.5},
+        {"smooth": 4},
+        {"channels": ()},
+        {"auto_epochs": 0},
+        {"auto_batch": 0},
+    ):
+        with pytest.raises(ValueError):
+            defects.DefectsConfig(**bad)
+    assert defects.DefectsConfig(channels=[8, 16]).channels == (8, 16)  # JSON lists
+    cfg = defects.PRESETS["tiny"]
+    auto = defects.train_length(cfg, TrainConfig())
+    assert (auto.epochs, auto.batch_size) == (cfg.auto_epochs, cfg.auto_batch)
+    given = defects.train_length(cfg, TrainConfig(epochs=3, batch_size=64))
+    assert (given.epochs, given.batch_size) == (3, 64)
+
+
+def test_maps_find_the_defects(defect_tiles, fitted_tiles):
+    out = defects.DETECTOR.score(fitted_tiles, defect_tiles.x_test, key=jax.random.key(1))
+    maps = np.asarray(out["map"]).reshape(-1, 16, 16)
+    assert roc_auc_score(defect_tiles.y_test, out["score"]) > 0.9
+    assert roc_auc_score(defect_tiles.masks.ravel(), maps.ravel()) > 0.9
+    # the map's maximum sits on (or next to) the defect
+    hits = [
+        np.abs(np.argwhere(m)[:, None] - np.array(np.unravel_index(a.argmax(), a.shape))).max(-1).min() <= 2
+        for m, a in zip(defect_tiles.masks[40:], maps[40:], strict=True)
+    ]
+    assert np.mean(hits) > 0.8
+
+
+def test_estimator_saves_loads_and_exports(tmp_path, defect_tiles):
+    import jax_anomaly as ja
+    from jax_anomaly.serving import load_exported
+
+    est = ja.DefectSegmenter(preset="tiny", epochs=1, batch_size=32, seed=0).fit(defect_tiles.x_train)
+    scores = est.decision_function(defect_tiles.x_test[:20])
+    est.save(tmp_path / "model")
+    np.testing.assert_array_equal(
+        ja.load(tmp_path / "model").decision_function(defect_tiles.x_test[:20]), scores
+    )
+    est.export(tmp_path / "exported")
+    np.testing.assert_allclose(
+        load_exported(tmp_path / "exported")(defect_tiles.x_test[:20]), scores, rtol=1e-4, atol=1e-4
+    )
