@@ -45,8 +45,10 @@ class DefectsConfig:
       line_share: share of the defects that are thin lines (cracks); the rest are blobs.
       resize_to: side in pixels that photographs (magnetic_tile, folder:PATH) are resized to
         for this detector (the data settings' image_size, where given, wins).
-      smooth: side of the box filter over the probability map before its maximum is taken
+      smooth: side of the box filter over the (mean) probability map before its maximum is taken
         (the image score); 1: no smoothing.
+      mirrors: the map is the mean of the maps of the image and of its three mirror images
+        (rows, columns, both; mapped back), as the training draws mirrored images too.
       auto_epochs: training passes over the normal images when the training settings leave the
         length to the detector (``epochs`` unset) ...
       auto_batch: ... and the batch size of those passes (many small steps: a few hundred
@@ -59,7 +61,8 @@ class DefectsConfig:
     defect_share: float = 0.5
     line_share: float = 0.5
     resize_to: int = 128
-    smooth: int = 5
+    smooth: int = 3
+    mirrors: bool = True
     auto_epochs: int = 30
     auto_batch: int = 16
     score_batch: int = 64
@@ -205,13 +208,19 @@ def train_length(cfg: DefectsConfig, train: TrainConfig) -> TrainConfig:
 
 
 def make_sample_scorer(cfg: DefectsConfig, n_features: int):
-    """``one(params, x) -> {'score', 'map'}``: the defect probability of every pixel, box
-    filtered over ``cfg.smooth`` pixels (the map), and its maximum (the score)."""
+    """``one(params, x) -> {'score', 'map'}``: the defect probability of every pixel (with
+    ``cfg.mirrors`` the mean over the four mirror images), box filtered over ``cfg.smooth``
+    pixels (the map), and its maximum (the score)."""
     model = build_model(cfg, n_features)
     side = image_side(n_features, cfg)
 
     def one(params, x):
-        prob = jax.nn.sigmoid(model.apply({"params": params}, x)).reshape((1, side, side, 1))
+        image = x.reshape((side, side))
+        views = [image, image[::-1], image[:, ::-1], image[::-1, ::-1]] if cfg.mirrors else [image]
+        probs = jax.nn.sigmoid(model.apply({"params": params}, jnp.stack(views).reshape((len(views), -1))))
+        probs = probs.reshape((len(views), side, side))
+        back = [probs[0], probs[1, ::-1], probs[2, :, ::-1], probs[3, ::-1, ::-1]][: len(views)]
+        prob = jnp.mean(jnp.stack(back), axis=0).reshape((1, side, side, 1))
         amap = nn.avg_pool(prob, (cfg.smooth, cfg.smooth), padding="SAME", count_include_pad=False)
         amap = amap.reshape(-1)
         return {"score": jnp.max(amap), "map": amap}

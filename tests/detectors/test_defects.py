@@ -1,5 +1,6 @@
 """The synthetic-defect segmenter: its defects, its loss, its network, its maps."""
 
+import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -116,6 +117,22 @@ def test_maps_find_the_defects(defect_tiles, fitted_tiles):
         for m, a in zip(defect_tiles.masks[40:], maps[40:], strict=True)
     ]
     assert np.mean(hits) > 0.8
+
+
+def test_mirrored_map_is_the_mean_of_the_mirror_images_maps(defect_tiles, fitted_tiles):
+    plain = defects.DefectsConfig(channels=(4, 8), pack=1, smooth=1, mirrors=False)
+    one = jax.jit(defects.make_sample_scorer(plain, 256))
+    mirrored = jax.jit(defects.make_sample_scorer(dataclasses.replace(plain, mirrors=True), 256))
+    params = fitted_tiles.params
+    image = np.asarray(defect_tiles.x_test[45]).reshape(16, 16)
+    views = [(image, lambda m: m), (image[::-1], lambda m: m[::-1]), (image[:, ::-1], lambda m: m[:, ::-1])]
+    views.append((image[::-1, ::-1], lambda m: m[::-1, ::-1]))
+    expected = np.mean(
+        [back(np.asarray(one(params, v.ravel())["map"]).reshape(16, 16)) for v, back in views], 0
+    )
+    got = mirrored(params, image.ravel())
+    np.testing.assert_allclose(np.asarray(got["map"]).reshape(16, 16), expected, rtol=1e-5, atol=1e-6)
+    assert float(got["score"]) == pytest.approx(expected.max(), rel=1e-5)
 
 
 def test_estimator_saves_loads_and_exports(tmp_path, defect_tiles):
