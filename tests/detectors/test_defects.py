@@ -1,6 +1,7 @@
 """The synthetic-defect segmenter: its defects, its loss, its network, its maps."""
 
 import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
