@@ -57,15 +57,17 @@ def plot_reconstructions(
 
 def plot_defect_maps(path, images, maps, masks, titles) -> None:
     """Photographs (N, H, W) in one row, each overlaid with its anomaly map (one colour
-    scale for the row) and the outline of its defect mask in cyan; ``titles`` one each."""
+    scale for the row) and the outline of its defect mask in cyan (``masks`` None: no
+    outlines); ``titles`` one each."""
     plt = _plt()
     n = len(images)
     fig, axes = plt.subplots(1, n, figsize=(1.9 * n, 2.2), squeeze=False)
     top = float(np.max(maps)) or 1.0
+    masks = [None] * n if masks is None else masks
     for ax, image, amap, mask, title in zip(axes[0], images, maps, masks, titles, strict=True):
         ax.imshow(image, cmap="gray")
         ax.imshow(amap, cmap="inferno", alpha=0.5, vmin=0, vmax=top)
-        if np.any(mask):
+        if mask is not None and np.any(mask):
             ax.contour(np.asarray(mask, float), levels=[0.5], colors="cyan", linewidths=0.8)
         ax.set_title(title, fontsize=7)
         ax.set_xticks([]), ax.set_yticks([])

@@ -213,6 +213,7 @@ def test_photographs_default_to_the_defect_segmenter_at_its_size(root, tmp_path)
     assert main([*argv, "--epochs", "2", "--batch-size", "8", "--out", str(out), "--quiet"]) == 0
     summary = json.loads((out / "metrics.json").read_text())
     assert summary["detector"] == "defects" and summary["data"]["n_features"] == 16 * 16
+    assert (out / "plots" / "maps.png").is_file() and "maps" in (out / "report.html").read_text()
     options = {"data_dir": str(root), "estimator": {"preset": "tiny", "epochs": 2, "batch_size": 8}}
     suites.run_suite(
         "magnetic_tile", detectors=["defects"], seeds=[0], out=tmp_path / "s", options=options, progress=False
