@@ -171,7 +171,9 @@ def run_suite(
       retry_failed: run cells recorded as failed again.
 
     Returns:
-      the ``Table`` over the cells of these detectors, sets and seeds.
+      the ``Table`` over the cells of these sets and seeds, of these detectors and of every
+      other detector with cells recorded in ``out`` (a run of one more detector adds its row
+      to the folder's table, it does not replace the others).
     """
     suite = get_suite(name)
     options = suite_options(suite, options)
@@ -194,7 +196,8 @@ def run_suite(
         progress=progress,
         retry_failed=retry_failed,
     )
-    return write_table(name, out, detectors=detectors, sets=chosen, seeds=seeds, options=options)
+    recorded = sorted({r["detector"] for r in store.records()} - set(detectors))
+    return write_table(name, out, detectors=detectors + recorded, sets=chosen, seeds=seeds, options=options)
 
 
 # Options that say where the data is, not what is computed: a folder's cells hold for any.

@@ -133,6 +133,16 @@ def test_a_failing_cell_is_recorded_and_the_suite_goes_on(root, tmp_path):
     ]
     assert len(table.ours["knn"]) == 2
     assert "Failed cells (2)" in (tmp_path / "table.md").read_text()
+    more = suites.run_suite(  # one more detector: its row joins the folder's table
+        "adbench",
+        detectors=["iforest"],
+        seeds=[0],
+        out=tmp_path,
+        options={"data_dir": str(root)},
+        progress=False,
+    )
+    assert {"iforest", "knn"} <= set(more.ours) and more.ours["knn"] == table.ours["knn"]
+    assert {f["detector"] for f in more.failed} == {"nope"}  # its failures stay listed
 
 
 def test_a_folder_of_other_options_is_refused(root, tmp_path):
