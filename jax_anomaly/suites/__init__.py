@@ -91,7 +91,7 @@ SUITES = {
         image_suite.sets,
         image_suite.run_group,
         image_suite.published,
-        ("pixel_auroc", "pro", "kind_auroc"),
+        ("pixel_auroc", "pro", "kind_auroc", "kind_pixel_auroc", "kind_pro"),
     ),
     "one_class": Suite(
         "one_class",

@@ -34,17 +34,21 @@ def _images(data_dir, size):
 
 def image_metrics(labels, kinds, scores, masks=None, maps=None) -> dict:
     """Image AUROC, per defect kind (normal images against that kind), and with ``maps``
-    (N, H, W) the pixel AUROC and PRO against ``masks``."""
+    (N, H, W) the pixel AUROC and PRO against ``masks``, overall and per kind (the normal
+    images and that kind's; a kind whose masks are all empty has none)."""
     out = {"image_auroc": ranking_metrics(labels, scores)["auroc"]}
+    groups = {str(k): (labels == 0) | (kinds == k) for k in np.unique(kinds[labels == 1])}
     out["kind_auroc"] = {
-        str(k): ranking_metrics(labels[(labels == 0) | (kinds == k)], scores[(labels == 0) | (kinds == k)])[
-            "auroc"
-        ]
-        for k in np.unique(kinds[labels == 1])
+        k: ranking_metrics(labels[rows], scores[rows])["auroc"] for k, rows in groups.items()
     }
     if maps is not None:
         out["pixel_auroc"] = ranking_metrics(masks.ravel(), maps.ravel())["auroc"]
         out["pro"] = pro_auc(masks, maps)
+        found = {k: rows for k, rows in groups.items() if masks[rows].any()}
+        out["kind_pixel_auroc"] = {
+            k: ranking_metrics(masks[rows].ravel(), maps[rows].ravel())["auroc"] for k, rows in found.items()
+        }
+        out["kind_pro"] = {k: pro_auc(masks[rows], maps[rows]) for k, rows in found.items()}
     return out
 
 

@@ -213,6 +213,8 @@ def test_magnetic_tile_suite_scores_images_and_pixels(root, tmp_path):
     ae = suites.CellStore(tmp_path).get("ae", "magnetic_tile", 0)["metrics"]
     assert knn["image_auroc"] == 1.0 and "pixel_auroc" not in knn and knn["n_train"] == 9
     assert 0 <= ae["pro"] <= 1 and ae["pixel_auroc"] is not None and set(ae["kind_auroc"]) == {"MT_Crack"}
+    assert set(ae["kind_pixel_auroc"]) == set(ae["kind_pro"]) == {"MT_Crack"}  # one kind: the overall figures
+    assert ae["kind_pixel_auroc"]["MT_Crack"] == ae["pixel_auroc"] and ae["kind_pro"]["MT_Crack"] == ae["pro"]
 
 
 def test_photographs_default_to_the_defect_segmenter_at_its_size(root, tmp_path):
