@@ -8,7 +8,10 @@ beside published reference means.
     python experiments/one_class.py --dataset mnist --model latent=16 --ensemble 0-4 --tag l16
 
 Writes ``results/one_class/one_class_<dataset>_<detector>[_conv][_ensN][_<tag>].md`` and ``.json``
-(``--out`` for another folder); ``--model KEY=VALUE`` overrides a model setting (e.g. ``latent=16``).
+(``--out`` for another folder), and for the stacked path ``..._scores.npz``: each class's test
+scores (``test_C``), held-out normal scores (``held_out_C``) and test labels (``labels_C``), which
+``experiments/combine_scores.py`` combines across detectors; ``--model KEY=VALUE`` overrides a
+model setting (e.g. ``latent=16``).
 ``--ensemble SEEDS`` averages the standardised scores of one model per seed. By default every
 class (x every seed) of the table trains as one stacked program (``detectors.stack``: one
 compile, the models vmapped in groups) and one call scores the test set with all of them;
@@ -151,12 +154,13 @@ def run_class(args, c: int, run_dir: Path | None = None) -> dict:
     }
 
 
-def run_stacked(args, classes: list[int], seeds: list[int], progress: bool) -> tuple[list[dict], dict]:
+def run_stacked(args, classes: list[int], seeds: list[int], progress: bool) -> tuple[list[dict], dict, dict]:
     """Every class (x every seed) of the table as one stack: one compiled program trains
     the K = classes x seeds models (each on its class's data, with its seed's key), one call
     scores the test set with all of them. Model (c, s) is the model ``jax_anomaly.run`` trains
     for class c with seed s (same split, key and data). With several seeds the class's score
-    is the seeds' standardised mean (``fitting.combine``)."""
+    is the seeds' standardised mean (``fitting.combine``). Returns the rows, the timings and
+    each class's scores (``class_scores``)."""
     datas = [prepare_data(class_config(args, c)) for c in classes]
     cfg = class_config(args, classes[0])
     detector = get_detector(cfg.detector)
@@ -191,12 +195,14 @@ def run_stacked(args, classes: list[int], seeds: list[int], progress: bool) -> t
             else fitting.score_details(detector, stack, d.x_test, seed=args.seed)["model_scores"]
         )
     score_seconds = time.perf_counter() - t0
-    rows = []
+    rows, scores = [], {}
     for i, (c, d) in enumerate(zip(classes, datas, strict=True)):
         ks = [k for k, (ci, _) in enumerate(members) if ci == i]
         test = test_scores[i][ks]
         held_out = val_scores[ks, ends[i] - len(d.x_val) : ends[i]]
         score = combine(test, standardisation(held_out)) if len(seeds) > 1 else test[0]
+        held = combine(held_out, standardisation(held_out)) if len(seeds) > 1 else held_out[0]
+        scores |= {f"test_{c}": score, f"held_out_{c}": held, f"labels_{c}": d.y_test}
         rows.append(
             {
                 "class": c,
@@ -216,7 +222,7 @@ def run_stacked(args, classes: list[int], seeds: list[int], progress: bool) -> t
         "score_seconds": score_seconds,
         "group": stack.result.group,
     }
-    return rows, timing
+    return rows, timing, scores
 
 
 def markdown(table: dict) -> str:
@@ -313,8 +319,10 @@ def main(argv=None) -> dict:
             rows.append(run_class(args, c, runs / f"class_{c}" if runs else None))
             bar.update(i + 1, {"class": c, "auroc": rows[-1]["auroc"]})
     else:
-        rows, timing = run_stacked(args, classes, seeds, progress=not args.quiet)
+        rows, timing, scores = run_stacked(args, classes, seeds, progress=not args.quiet)
         bar.update(len(classes))
+        out.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(out / f"{stem}_scores.npz", **scores)  # experiments/combine_scores.py
     table = {
         "dataset": args.dataset,
         "detector": args.detector,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 
 import jax_anomaly as ja
 
@@ -67,6 +68,10 @@ def test_one_class_stacked_geom_table_becomes_suite_cells(tmp_path):
     assert [c.name for c in cells] == ["digits_0__seed0.json", "digits_1__seed0.json"]
     record = json.loads(cells[0].read_text())
     assert record["metrics"]["auroc"] == table["classes"][0]["auroc"] and record["stacked"]
+    combiner = _module("combine_scores")
+    saved = combiner.load_scores(tmp_path / "one_class_digits_geom_scores.npz")  # the stacked scores
+    assert sorted(saved) == [0, 1]
+    assert roc_auc_score(saved[1]["labels"], saved[1]["test"]) == pytest.approx(table["classes"][1]["auroc"])
     before = [c.read_text() for c in cells]
     run_suite(
         "one_class",
@@ -80,6 +85,37 @@ def test_one_class_stacked_geom_table_becomes_suite_cells(tmp_path):
     assert [c.read_text() for c in cells] == before
     table = json.loads((tmp_path / "suite" / "table.json").read_text())
     assert "geom" in json.dumps(table)
+
+
+def test_combined_scores_are_the_standardised_mean(tmp_path):
+    """Two tables that each see a different half of the anomalies: the combination sees both."""
+    combiner = _module("combine_scores")
+    rng = np.random.default_rng(0)
+    labels = np.r_[np.zeros(100), np.ones(100)].astype(int)
+    seen = [np.r_[np.zeros(150), 4 * np.ones(50)], np.r_[np.zeros(100), 4 * np.ones(50), np.zeros(50)]]
+    tables = [
+        {
+            0: {
+                "test": 10 * k + (k + 1) * (rng.normal(size=200) + s),
+                "held_out": 10 * k + (k + 1) * rng.normal(size=50),
+                "labels": labels,
+            }
+        }
+        for k, s in enumerate(seen)
+    ]
+    for k, table in enumerate(tables):
+        np.savez(tmp_path / f"t{k}_scores.npz", **{f"{p}_0": v for p, v in table[0].items()})
+    result = combiner.main(
+        [str(tmp_path / "t0_scores.npz"), str(tmp_path / "t1_scores.npz"), "--out", str(tmp_path / "c.json")]
+    )
+    row = result["classes"][0]
+    assert row["combined"] > max(row["t0"], row["t1"]) + 10  # each alone finds half of them
+    z = [(t[0]["test"] - t[0]["held_out"].mean()) / t[0]["held_out"].std() for t in tables]
+    assert row["combined"] == pytest.approx(100 * roc_auc_score(labels, np.mean(z, axis=0)))
+    assert json.loads((tmp_path / "c.json").read_text())["mean"]["combined"] == row["combined"]
+    tables[1][0]["labels"] = labels[::-1]
+    with pytest.raises(ValueError, match="test labels differ"):
+        combiner.combine_tables(tables, ["a", "b"])
 
 
 def test_one_class_model_overrides(tmp_path):
