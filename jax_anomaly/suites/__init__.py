@@ -36,6 +36,9 @@ class Suite:
       run_group: ``(detector, set, seeds, options) -> {seed: metrics}``.
       published: ``options -> Published`` (None: nothing published to compare).
       extra_metrics: more metrics kept in the table's JSON (means over seeds).
+      seeds_together: ``run_group`` gets every missing seed of a set at once (seeds of a deep
+        detector on the model axis); False: one seed a call, each cell recorded as it ends
+        (long cells that run one after another: an interruption loses one, not five).
     """
 
     name: str
@@ -50,6 +53,7 @@ class Suite:
     published: Callable[[dict], Published | None]
     extra_metrics: tuple[str, ...] = ()
     digits: int = 1
+    seeds_together: bool = True
 
 
 SUITES = {
@@ -92,6 +96,7 @@ SUITES = {
         image_suite.run_group,
         image_suite.published,
         ("pixel_auroc", "pro", "kind_auroc", "kind_pixel_auroc", "kind_pro"),
+        seeds_together=False,
     ),
     "one_class": Suite(
         "one_class",
@@ -195,6 +200,7 @@ def run_suite(
         store=store,
         progress=progress,
         retry_failed=retry_failed,
+        seeds_together=suite.seeds_together,
     )
     recorded = sorted({r["detector"] for r in store.records()} - set(detectors))
     return write_table(name, out, detectors=detectors + recorded, sets=chosen, seeds=seeds, options=options)

@@ -73,10 +73,12 @@ def run_cells(
     store: CellStore,
     progress: bool = True,
     retry_failed: bool = False,
+    seeds_together: bool = True,
 ) -> dict:
     """Runs every (detector, set, seed) cell not yet recorded in ``store``.
 
-    A group's cells are written as soon as the group finishes (each cell gets the group's
+    A group is a (detector, set)'s missing seeds (``seeds_together``) or one of them. A
+    group's cells are written as soon as the group finishes (each cell gets the group's
     wall time divided by its cells); an exception fails every cell of its group, recorded
     with its message and traceback, and the suite goes on. ``retry_failed`` runs recorded
     failures again.
@@ -93,7 +95,11 @@ def run_cells(
                 if old is None or (retry_failed and old.get("error")):
                     missing.append(seed)
             if missing:
-                todo.append((detector, name, missing))
+                todo += (
+                    [(detector, name, missing)]
+                    if seeds_together
+                    else [(detector, name, [s]) for s in missing]
+                )
     total = sum(len(m) for *_, m in todo)
     skipped = len(detectors) * len(sets) * len(seeds) - total
     bar = Progress(total, f"suite {suite}", unit="cells", enabled=progress)

@@ -69,9 +69,16 @@ def run_group(detector: str, name: str, seeds: list[int], options: dict) -> dict
         maps = details.get("map")
         if maps is not None:
             maps = np.asarray(maps).reshape(len(test), size, size)
-            if options.get("figures") and seed == seeds[0]:
-                figure = Path(options["figures"]) / f"{detector}_seed{seed}.png"
-                write_map_figure(figure, data, test, np.asarray(details["score"]), maps, seed)
+            figures = Path(options["figures"]) if options.get("figures") else None
+            if figures and not any(figures.glob(f"{detector}_seed*.png")):  # one a detector: the first seed
+                write_map_figure(
+                    figures / f"{detector}_seed{seed}.png",
+                    data,
+                    test,
+                    np.asarray(details["score"]),
+                    maps,
+                    seed,
+                )
         out[seed] = {
             **image_metrics(
                 data.labels[test],

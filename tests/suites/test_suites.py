@@ -217,7 +217,7 @@ def test_magnetic_tile_suite_scores_images_and_pixels(root, tmp_path):
     assert ae["kind_pixel_auroc"]["MT_Crack"] == ae["pixel_auroc"] and ae["kind_pro"]["MT_Crack"] == ae["pro"]
 
 
-def test_photographs_default_to_the_defect_segmenter_at_its_size(root, tmp_path):
+def test_photographs_default_to_the_defect_segmenter_at_its_size(root, tmp_path, monkeypatch):
     """``run --dataset magnetic_tile`` without a detector runs ``defects`` on tiles resized to
     its preset's side (tiny: 16); the suite resizes for each detector the same way."""
     out = tmp_path / "run"
@@ -227,9 +227,26 @@ def test_photographs_default_to_the_defect_segmenter_at_its_size(root, tmp_path)
     assert summary["detector"] == "defects" and summary["data"]["n_features"] == 16 * 16
     assert (out / "plots" / "maps.png").is_file() and "maps" in (out / "report.html").read_text()
     options = {"data_dir": str(root), "estimator": {"preset": "tiny", "epochs": 2, "batch_size": 8}}
-    suites.run_suite(
-        "magnetic_tile", detectors=["defects"], seeds=[0], out=tmp_path / "s", options=options, progress=False
+    calls = []
+    run_group = suites.SUITES["magnetic_tile"].run_group
+
+    def counted(detector, name, seeds, options):
+        calls.append(list(seeds))
+        return run_group(detector, name, seeds, options)
+
+    monkeypatch.setitem(
+        suites.SUITES, "magnetic_tile", dataclasses.replace(suites.SUITES["magnetic_tile"], run_group=counted)
     )
+    suites.run_suite(
+        "magnetic_tile",
+        detectors=["defects"],
+        seeds=[0, 1],
+        out=tmp_path / "s",
+        options=options,
+        progress=False,
+    )
+    assert calls == [[0], [1]]  # one seed a call: each cell recorded as it ends
+    assert [f.name for f in (tmp_path / "s" / "figures").iterdir()] == ["defects_seed0.png"]
     cell = suites.CellStore(tmp_path / "s").get("defects", "magnetic_tile", 0)["metrics"]
     assert cell["size"] == 16 and 0 <= cell["pro"] <= 1 and 0 <= cell["pixel_auroc"] <= 1
     assert (tmp_path / "s" / "figures" / "defects_seed0.png").is_file()  # maps over the tiles
