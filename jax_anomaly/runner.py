@@ -306,7 +306,9 @@ def _write_run_folder(out: Path, cfg: RunConfig, data, model, train, test_out, s
             detector.extra_plots(first, plots, data.image_shape, key=jax.random.key(cfg.seed + 1))
         if "z" in test_out:  # latent codes (VAE means, AAE codes, GAN latents)
             plotting.plot_latent(plots / "latent.png", test_out["z"], data.y_test, data.test_classes)
-        if "reconstruction" in test_out or ("map" in test_out and data.image_shape is not None):
+        # a map without a reconstruction (the defect segmenter): the maps over the inputs
+        maps_only = "reconstruction" not in test_out and "map" in test_out and data.image_shape is not None
+        if "reconstruction" in test_out or maps_only:
             rng = np.random.default_rng(cfg.seed)
             held = data.y_test[: len(data.x_test)]  # the writer's share starts at row 0
             pick = np.concatenate(
@@ -319,8 +321,7 @@ def _write_run_folder(out: Path, cfg: RunConfig, data, model, train, test_out, s
                     for label in (0, 1)
                 ]
             ).astype(int)
-        if "reconstruction" not in test_out and "map" in test_out and data.image_shape is not None:
-            # a map without a reconstruction (the defect segmenter): the maps over the inputs
+        if maps_only:
             plotting.plot_defect_maps(
                 plots / "maps.png",
                 data.x_test[pick].reshape((-1, *data.image_shape[:2])),
