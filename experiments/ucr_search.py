@@ -6,6 +6,10 @@ single candidates and combinations are judged by the archive's accuracy over all
 
   python experiments/ucr_search.py compute --cache /tmp/ucr_search       # ~30 min, resumable
   python experiments/ucr_search.py judge --cache /tmp/ucr_search --out results/suites/ucr_search.json
+
+``--queries all`` profiles the training part's windows too, so that ``judge`` adds the
+``novel`` rule (``discords.novelty``); ``judge --spike 2`` lets the full-resolution jump test
+(``DiscordsConfig.spike``) decide the series where it fires.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from jax_anomaly.data.collections import load_ucr, ucr_files
-from jax_anomaly.timeseries.discords import downsample, prominence
+from jax_anomaly.timeseries.discords import downsample, jump_ratio, novelty, prominence
 from jax_anomaly.timeseries.profile import STD_FLOOR, join, window_rows
 from jax_anomaly.timeseries.windows import dominant_period, windows_to_points
 
@@ -67,6 +71,7 @@ def compute_one(
     period_points: int = 0,
     cap: int = 60_000,
     relative=RELATIVE,
+    queries: str = "test",
 ) -> dict:
     s = load_ucr(name, data_dir)
     x = s.values.astype(np.float64).reshape(len(s.values), -1)
@@ -81,7 +86,7 @@ def compute_one(
     lengths = sorted({int(np.clip(round(r * p), MIN_LEN, min(MAX_LEN, tr // 2))) for r in relative})
     out["lengths"] = np.array(lengths)
     for m in lengths:
-        q0 = max(0, tr - m + 1)
+        q0 = max(0, tr - m + 1) if queries == "test" else 0
         for variant in variants:
             transform, norm, excl = VARIANTS[variant]
             xv = transform(xd) if transform else xd
@@ -137,7 +142,13 @@ def compute(args) -> None:
             out = compute_method(name, args.method, args.data_dir)
         else:
             out = compute_one(
-                name, args.max_points, args.data_dir, args.variants.split(","), args.period_points, args.cap
+                name,
+                args.max_points,
+                args.data_dir,
+                args.variants.split(","),
+                args.period_points,
+                args.cap,
+                queries=args.queries,
             )
         np.savez(path + ".tmp.npz", **out)
         os.replace(path + ".tmp.npz", path)
@@ -161,42 +172,52 @@ def load_cache(caches: str) -> dict[str, dict]:
     return {k: v for k, v in out.items() if seen[k] == len(folders)}
 
 
-def test_part_profile(c: dict, key: str, m: int, points: str = "centre") -> np.ndarray:
-    """A cached profile over the test part's points, divided by the root of the window
-    length: window ``i`` scores its centre point (points no window centres on are NaN), or
-    with ``points='mean'`` each point the mean of the windows that cover it."""
+def part_profiles(c: dict, key: str, m: int, points: str = "centre") -> tuple[np.ndarray | None, np.ndarray]:
+    """A cached profile over the training part's and the test part's points, divided by the
+    root of the window length: window ``i`` scores its centre point (points no window
+    centres on are NaN), or with ``points='mean'`` each point the mean of the windows that
+    cover it. The training part is None unless the cache profiled its windows
+    (``--queries all``)."""
     f, tr = int(c["f"]), int(c["train_end"]) // int(c["f"])
     n = int(c["n"]) // f
     q0 = int(c[f"q0_{m}"])
     prof = c[key] / np.sqrt(m)
+    out = np.full(n, np.nan)
     if points == "mean":
         prof = np.where(np.isfinite(prof), prof, np.nanmax(np.where(np.isfinite(prof), prof, np.nan)))
         covered = windows_to_points(prof, len(prof) + m - 1, m, 1, "mean")
-        out = np.full(n, np.nan)
         out[q0 : q0 + len(covered)] = covered[: n - q0]
-        return out[tr:]
-    out = np.full(n, np.nan)
-    start = q0 + m // 2
-    out[start : start + len(prof)] = np.where(np.isfinite(prof), prof, np.nan)
-    return out[tr:]
+    else:
+        start = q0 + m // 2
+        out[start : start + len(prof)] = np.where(np.isfinite(prof), prof, np.nan)
+    train = out[:tr] if q0 == 0 and tr >= m and np.isfinite(out[:tr]).any() else None
+    return train, out[tr:]
+
+
+def test_part_profile(c: dict, key: str, m: int, points: str = "centre") -> np.ndarray:
+    """``part_profiles``' test part."""
+    return part_profiles(c, key, m, points)[1]
 
 
 def profile_facts(c: dict, zones=ZONES, points: str = "centre") -> dict:
     """Per cached profile ``(kind, join, length index)``: whether its top solves the series,
-    its prominence (``discords.prominence`` on the test part, for each zone multiple) and
-    its robust-scaled values (for the ``mean`` combination)."""
+    its prominence (``discords.prominence`` on the test part, for each zone multiple), its
+    robust-scaled values (for the ``mean`` combination) and its novelty (``discords.novelty``:
+    the test part's top over the training part's maximum; 0 unless cached with ``--queries
+    all``)."""
     f, tr, p = int(c["f"]), int(c["train_end"]) // int(c["f"]), int(c["p"])
     lengths = [int(m) for m in c["lengths"]]
     facts = {}
     for kind, join_, ri in itertools.product("zr", JOINS, range(len(RELATIVE))):
         m = lengths[min(ri, len(lengths) - 1)]
-        v = test_part_profile(c, f"{kind}{m}_{join_}", m, points)
+        ref, v = part_profiles(c, f"{kind}{m}_{join_}", m, points)
         v = np.where(np.isnan(v), np.nanmedian(v), v)
+        nov = novelty(v, None if ref is None else ref[np.isfinite(ref)])
         top = (tr + int(np.argmax(v))) * f + f // 2
         solved = int(c["begin"]) - MARGIN <= top < int(c["end"]) + MARGIN
         prom = {z: prominence(v, int(z * max(m, p))) for z in zones}
         q25, q50, q75 = np.percentile(v, (25, 50, 75))
-        facts[(kind, join_, ri)] = (solved, prom, (v - q50) / max(q75 - q25, 1e-12))
+        facts[(kind, join_, ri)] = (solved, prom, (v - q50) / max(q75 - q25, 1e-12), nov)
     for key in [k for k in c if k.endswith("_points")]:  # another method's point scores
         v = c[key][: (int(c["n"]) - int(c["train_end"])) // f * f].astype(np.float64)
         v = downsample(v[:, None], f)[:, 0]
@@ -207,8 +228,23 @@ def profile_facts(c: dict, zones=ZONES, points: str = "centre") -> dict:
         q25, q50, q75 = np.percentile(v, (25, 50, 75))
         prom = {z: prominence(v, int(z * p)) for z in zones}
         for join_ in JOINS:
-            facts[(key.removesuffix("_points"), join_, 0)] = (solved, prom, (v - q50) / max(q75 - q25, 1e-12))
+            facts[(key.removesuffix("_points"), join_, 0)] = (
+                solved,
+                prom,
+                (v - q50) / max(q75 - q25, 1e-12),
+                0.0,
+            )
     return facts
+
+
+def spike_facts(name: str, data_dir: str | None) -> tuple[float, bool]:
+    """The test part's sharpest jump over the training part's (``discords.jump_ratio``, at full
+    resolution) and whether that point solves the series."""
+    s = load_ucr(name, data_dir)
+    x = s.values.astype(np.float64).reshape(len(s.values), -1)
+    ratio = jump_ratio(x, x[: s.train_end])[s.train_end :]
+    top = s.train_end + int(np.argmax(ratio))
+    return float(ratio.max()), bool(s.begin - MARGIN <= top < s.end + MARGIN)
 
 
 def solved_by_mean(c: dict, facts: dict, subset) -> bool:
@@ -223,7 +259,9 @@ def judge(args) -> None:
     names = sorted(cache)
     t0 = time.perf_counter()
     facts = {n: profile_facts(cache[n], points=args.points) for n in names}
+    spikes = {n: spike_facts(n, args.data_dir) for n in names} if args.spike else {}
     print(f"{len(names)} series cached; facts in {time.perf_counter() - t0:.0f}s")
+    novel = all(any(fs[3] > 0 for fs in facts[n].values()) for n in names)
     rows = []
     rel_sets = [(1, 2), (1, 2, 3), (1, 2, 3, 4), (0, 1, 2, 3), (0, 1, 2, 3, 4), (2, 3, 4)]
     extra = tuple(sorted({k[0] for n in names for k in facts[n]} - {"z", "r"}))
@@ -234,12 +272,19 @@ def judge(args) -> None:
             kinds = "+".join(kinds)
         else:
             subset = [(k, j, r) for k in kinds for j in joins for r in rels]
-        for rule in ("mean", *(f"select{z:g}" for z in ZONES)):
+        for rule in ("mean", *(f"select{z:g}" for z in ZONES), *(("novel",) if novel else ())):
             if rule == "mean":
                 hits = [solved_by_mean(cache[n], facts[n], subset) for n in names]
+            elif rule == "novel":
+                hits = [max((facts[n][s] for s in subset), key=lambda fs: fs[3])[0] for n in names]
             else:
                 z = float(rule.removeprefix("select"))
                 hits = [max((facts[n][s] for s in subset), key=lambda fs: fs[1][z])[0] for n in names]
+            if args.spike:  # the full-resolution jump decides where it is sharp enough
+                hits = [
+                    spikes[n][1] if spikes[n][0] >= args.spike else h
+                    for n, h in zip(names, hits, strict=True)
+                ]
             rows.append(
                 {
                     "kinds": kinds,
@@ -262,6 +307,8 @@ def judge(args) -> None:
             "series": names,
             "oracle": float(oracle),
             "relative_lengths": list(RELATIVE),
+            "spike": args.spike,
+            "points": args.points,
             "candidates": rows,
         }
         Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")
@@ -284,8 +331,17 @@ def main(argv=None) -> None:
     ap.add_argument(
         "--reuse", default=None, help="copy a series from this cache where its factor is the same"
     )
+    ap.add_argument(
+        "--queries",
+        default="test",
+        choices=("test", "all"),
+        help="profile the test part's windows only, or the training part's too (for novelty ratios)",
+    )
     ap.add_argument("--method", default=None, help="cache this series method's point scores instead")
     ap.add_argument("--out", default=None)
+    ap.add_argument(
+        "--spike", type=float, default=None, help="judge: the full-resolution jump test's threshold (e.g. 2)"
+    )
     ap.add_argument("--points", default="centre", choices=("centre", "mean"), help="window scores -> points")
     args = ap.parse_args(argv)
     compute(args) if args.mode == "compute" else judge(args)

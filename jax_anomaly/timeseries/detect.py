@@ -174,7 +174,7 @@ def fit_series(
         fitted_model = None
     elif method in SERIES_METHODS:
         fitted_model = SERIES_METHODS[method](seed=seed, **(model or {})).fit(
-            _scale(fit_part, offset, scale), period=period
+            _scale(fit_part, offset, scale), period=period, normal=_scale(x, offset, scale)
         )
         # Windowed detectors whose scores join the candidates, fitted on the same series.
         fitted_model.members_ = [
@@ -245,7 +245,9 @@ def score_series(
             member.method: score_series(member, series, seed=seed, precision=precision)["score"]
             for member in model.model.members_
         }
-        return {"score": model.model.details(x, extra)["score"]}
+        # A member's reference for the novelty: its scores of the held-out training stretch.
+        reference = {member.method: member.calibration_scores for member in model.model.members_}
+        return {"score": model.model.details(x, extra, reference)["score"]}
     if len(x) < model.window:
         raise ValueError(f"series of {len(x)} points is shorter than the window ({model.window})")
     windows = sliding_windows(x, model.window)

@@ -5,13 +5,22 @@ several lengths (fractions and multiples of the training series' dominant period
 z-normalised windows (shape) and on raw ones (level and amplitude). Of these profiles the
 one whose highest peak stands out most is kept (its top minus its highest point outside a
 wide zone around the top, over its median: the profile that is surest of one event), on the
-scale of its median; ``combine='mean'`` averages robust-scaled profiles instead. The joins
-run on the device as blocked matrix products (``profile.join``).
+scale of its median. ``combine='novel'`` keeps instead the profile whose top over the scored
+part is highest against its own maximum over the training series (the ratio says how far
+the top lies beyond anything normal), on the scale of that maximum: better where a series
+holds one anomaly and the training part none, worse where several anomalies share a series
+(``docs/results.md``). ``combine='mean'`` averages robust-scaled profiles. The joins run on
+the device as blocked matrix products (``profile.join``).
 
 The reference windows are the training series' and the scored series' own: a window is
 anomalous when nothing else in either looks like it. A scored series that continues the
 training series (the archive's protocol: the whole series, its training part first) is
-recognised and not counted twice."""
+recognised and not counted twice.
+
+Averaging hides a one-point anomaly, so one test runs at full resolution: where the scored
+part holds a jump (a point's distance from the mean of its two neighbours) ``spike`` times
+sharper than any in the training series, such points are raised above the chosen
+profile's top."""
 
 from __future__ import annotations
 
@@ -24,7 +33,7 @@ from jax_anomaly.timeseries.windows import dominant_period, windows_to_points
 
 KINDS = ("z", "r")  # z-normalised windows, raw windows
 JOINS = ("all", "train")
-COMBINES = ("select", "mean")
+COMBINES = ("select", "novel", "mean")
 POINTS = ("centre", "mean")
 # Reference positions of a separate training series: far from every scored window, so the
 # exclusion zone never applies between the two.
@@ -39,12 +48,16 @@ class DiscordsConfig:
     kinds: ``z`` (z-normalised windows) and/or ``r`` (raw windows).
     join: ``all`` (nearest window anywhere but the query's own neighbourhood) or ``train``
       (nearest training window only).
-    combine: ``select`` (keep the profile whose top stands out most, divided by its
-      median) or ``mean`` (average the profiles, each minus its median over its
-      interquartile range).
+    combine: ``select`` (keep the profile whose top stands out most within the scored part,
+      divided by its median), ``novel`` (keep the profile whose top over the scored part is
+      highest against its maximum over the training series, divided by that maximum) or
+      ``mean`` (average the profiles, each minus its median over its interquartile range).
     zone: the top's neighbourhood that ``select`` looks past for the second peak, in
       multiples of the larger of the window length and the period.
     max_points: the series is averaged over blocks of ``ceil(points / max_points)``.
+    spike: a scored point whose jump (distance from the mean of its two neighbours, per
+      channel over the largest in the normal series ``fit`` was given) is at least this is
+      raised above the chosen profile; None: no full-resolution test.
     min_length, max_length: bounds of a window length (points after averaging).
     """
 
@@ -56,6 +69,7 @@ class DiscordsConfig:
     points: str = "mean"
     members: tuple[str, ...] = ("ae",)
     max_points: int = 20_000
+    spike: float | None = 2.0
     min_length: int = 4
     max_length: int = 512
 
@@ -74,6 +88,10 @@ class DiscordsConfig:
             raise ValueError("members must be windowed detectors (e.g. 'ae'), not 'discords'")
         if self.zone <= 0:
             raise ValueError(f"zone must be positive, got {self.zone}")
+        if self.spike is not None and self.spike <= 1:
+            raise ValueError(
+                f"spike must be > 1 (a multiple of the training series' sharpest jump), got {self.spike}"
+            )
         if self.max_points < 100:
             raise ValueError(f"max_points must be >= 100, got {self.max_points}")
         if not 2 <= self.min_length <= self.max_length:
@@ -97,10 +115,15 @@ class Discords:
         del seed  # deterministic
         self.config = DiscordsConfig(**config)
 
-    def fit(self, series: np.ndarray, period: int | None = None) -> Discords:
+    def fit(
+        self, series: np.ndarray, period: int | None = None, normal: np.ndarray | None = None
+    ) -> Discords:
         """Keeps the (scaled) training series ``(T, C)``; ``period``: the points the window
-        lengths are multiples of (None: the series' dominant period after averaging)."""
+        lengths are multiples of (None: the series' dominant period after averaging);
+        ``normal``: the whole normal series the jump test measures against, where ``series``
+        is only part of it (``fit_series`` holds a stretch out for the threshold)."""
         self.train_ = np.asarray(series, np.float64)
+        self.normal_ = self.train_ if normal is None else np.asarray(normal, np.float64)
         self.period_ = period
         self.members_ = []  # fitted members' SeriesModels (``fit_series`` sets them)
         return self
@@ -126,13 +149,23 @@ class Discords:
         """
         return self.details(series)["score"]
 
-    def details(self, series: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> dict:
+    def details(
+        self,
+        series: np.ndarray,
+        extra: dict[str, np.ndarray] | None = None,
+        extra_reference: dict[str, np.ndarray] | None = None,
+    ) -> dict:
         """``score`` (T,) as ``score``, with ``factor`` (the averaging), ``profiles``: a list of
-        ``(length in points of the series, kind, prominence)`` and ``chosen`` (its index in
-        that list; None for ``combine='mean'``).
+        ``(length in points of the series, kind, novelty, prominence)``, ``chosen`` (its index
+        in that list; None for ``combine='mean'``) and ``spike`` (the scored part's sharpest
+        jump over the training series'; the score was raised there when it is >=
+        ``config.spike``).
 
         ``extra``: more point scores ``(T,)`` of the series by name (another detector's), each
-        one more candidate profile (kind = its name, length 0)."""
+        one more candidate profile (kind = its name, length 0). Its novelty is judged against
+        ``extra_reference[name]`` (the detector's scores of normal points) where given, else
+        against its scores over the training part of a series that continues the training
+        series; with neither it takes part in ``select`` and ``mean`` only."""
         cfg = self.config
         x = np.asarray(series, np.float64)
         n_train = len(self.train_)
@@ -150,10 +183,12 @@ class Discords:
         floor = STD_FLOOR * float(td.std())
         # Statistics (medians, peaks) of the part after the training part, where there is one.
         scored_from = len(td) if continues and len(xd) > len(td) else 0
-        profiles, zones = [], []
+        profiles, references, zones = [], [], []
         for m in lengths:
             for kind in cfg.kinds:
-                profiles.append(self._profile(xd, td, continues, m, kind == "z", floor))
+                profile, reference = self._profile(xd, td, continues, m, kind == "z", floor)
+                profiles.append(profile)
+                references.append(reference)
                 zones.append(int(cfg.zone * max(m, period)))
         pairs = [(m, kind) for m in lengths for kind in cfg.kinds]
         full = [None] * len(profiles)  # a candidate's full-resolution scores, where it has them
@@ -162,31 +197,53 @@ class Discords:
             if points.shape != (len(x),):
                 raise ValueError(f"extra scores '{name}' have shape {points.shape}; expected ({len(x)},)")
             profiles.append(downsample(points[:, None], f)[:, 0])
+            if name in (extra_reference or {}):
+                references.append(np.asarray(extra_reference[name], np.float64))
+            else:
+                references.append(profiles[-1][:scored_from] if scored_from else None)
             zones.append(int(cfg.zone * period))
             pairs.append((0, name))
             full.append(points)
         scored = [p[scored_from:] for p in profiles]
         stand_out = [prominence(p, z) for p, z in zip(scored, zones, strict=True)]
+        novel = [novelty(p, r) for p, r in zip(scored, references, strict=True)]
         best = None
-        if cfg.combine == "select":
-            best = int(np.argmax(stand_out))
-            median = max(float(np.median(scored[best])), 1e-12)
+        if cfg.combine in ("novel", "select"):
+            judged = novel if cfg.combine == "novel" and max(novel) > 0 else stand_out
+            best = int(np.argmax(judged))
+            if cfg.combine == "novel" and max(novel) > 0:
+                unit = float(np.max(references[best]))
+            else:
+                unit = float(np.median(scored[best]))
             out = full[best] if full[best] is not None else np.repeat(profiles[best], f)[: len(x)]
-            out = out / median
+            out = out / max(unit, 1e-12)
         else:
             out = np.mean([_robust(p, q) for p, q in zip(profiles, scored, strict=True)], axis=0)
             out = np.repeat(out, f)[: len(x)]
-        names = [(m * f, kind, float(r)) for (m, kind), r in zip(pairs, stand_out, strict=True)]
-        return {"score": out, "factor": f, "profiles": names, "chosen": best}
+        ratio = jump_ratio(x, self.normal_)
+        spike = float(ratio[scored_from * f :].max()) if len(x) > scored_from * f else 0.0
+        if cfg.spike is not None and spike >= cfg.spike:
+            raised = np.where(ratio >= cfg.spike, ratio, 0.0)
+            raised[: scored_from * f] = 0.0
+            raised = raised / spike  # 1 at the sharpest jump
+            span = max(float(out.max() - out.min()), 1e-12)
+            out = np.where(raised > 0, out.max() + raised * span, out)
+        names = [
+            (m * f, kind, float(v), float(r)) for (m, kind), v, r in zip(pairs, novel, stand_out, strict=True)
+        ]
+        return {"score": out, "factor": f, "profiles": names, "chosen": best, "spike": spike}
 
-    def _profile(self, xd, td, continues, m, normalise, floor) -> np.ndarray:
+    def _profile(self, xd, td, continues, m, normalise, floor) -> tuple[np.ndarray, np.ndarray | None]:
         """One profile on the averaged series' points, divided by the root of the window
-        length; window distances map to points by ``config.points`` (with ``centre``, the
-        points no window centres on take the profile's median)."""
+        length, and the same over the training series' points (None where the training
+        series is shorter than the window); window distances map to points by
+        ``config.points`` (with ``centre``, the points no window centres on take the
+        profile's median)."""
         cfg = self.config
         w = window_rows(xd, m, normalise, floor)
         pos = np.arange(len(w))
         if continues:
+            queries, q_pos = w, pos
             refs, ref_pos, ref_train = w, pos, pos + m <= len(td)
         else:
             wt = (
@@ -194,21 +251,53 @@ class Discords:
                 if len(td) >= m
                 else np.zeros((0, w.shape[1]), np.float32)
             )
-            refs = np.concatenate([wt, w])
-            ref_pos = np.concatenate([np.full(len(wt), _APART), pos])
+            # The training windows are queries too (their profile is the novelty's reference).
+            queries = refs = np.concatenate([wt, w])
+            q_pos = ref_pos = np.concatenate([_APART + np.arange(len(wt)), pos])
             ref_train = np.concatenate([np.ones(len(wt), bool), np.zeros(len(w), bool)])
         d_all, d_train = join(
-            w, pos, refs, ref_pos, ref_train, max(1, m // 2), with_train=cfg.join == "train"
+            queries, q_pos, refs, ref_pos, ref_train, max(1, m // 2), with_train=cfg.join == "train"
         )
         d = (d_all if cfg.join == "all" else d_train) / np.sqrt(m)
         d = np.where(np.isfinite(d), d, np.nan)
         fill = float(np.nanmedian(d)) if np.isfinite(d).any() else 0.0
         d = np.where(np.isnan(d), fill, d)
-        if cfg.points == "mean":
-            return windows_to_points(d, len(xd), m, 1, "mean")
-        out = np.full(len(xd), fill)
+        if continues:
+            points = self._to_points(d, len(xd), m, fill)
+            return points, points[: len(td)] if len(td) >= m else None
+        n_t = len(queries) - len(w)
+        reference = self._to_points(d[:n_t], len(td), m, fill) if n_t else None
+        return self._to_points(d[n_t:], len(xd), m, fill), reference
+
+    def _to_points(self, d: np.ndarray, n: int, m: int, fill: float) -> np.ndarray:
+        if self.config.points == "mean":
+            return windows_to_points(d, n, m, 1, "mean")
+        out = np.full(n, fill)
         out[m // 2 : m // 2 + len(d)] = d
         return out
+
+
+def novelty(scored: np.ndarray, reference: np.ndarray | None) -> float:
+    """How far a profile's top over the scored part lies beyond its maximum over normal
+    points: ``max(scored) / max(reference)`` (0 without a reference)."""
+    if reference is None or not len(reference):
+        return 0.0
+    return float(np.max(scored)) / max(float(np.max(reference)), 1e-12)
+
+
+def jump_ratio(x: np.ndarray, train: np.ndarray) -> np.ndarray:
+    """Each point's jump, ``|x[t] - (x[t-1] + x[t+1]) / 2|`` (0 at the ends), over the
+    largest in ``train`` (per channel; the largest over channels): (T,)."""
+
+    def jumps(a):
+        j = np.zeros_like(a, dtype=np.float64)
+        j[1:-1] = np.abs(a[1:-1] - (a[:-2] + a[2:]) / 2)
+        return j
+
+    top = jumps(np.asarray(train, np.float64)).max(0)
+    spread = np.ptp(train, axis=0)
+    floor = np.maximum(1e-6 * spread, 1e-12)
+    return (jumps(np.asarray(x, np.float64)) / np.maximum(top, floor)).max(1)
 
 
 def prominence(profile: np.ndarray, zone: int) -> float:

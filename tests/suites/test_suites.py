@@ -143,6 +143,21 @@ def test_a_failing_cell_is_recorded_and_the_suite_goes_on(root, tmp_path):
     )
     assert {"iforest", "knn"} <= set(more.ours) and more.ours["knn"] == table.ours["knn"]
     assert {f["detector"] for f in more.failed} == {"nope"}  # its failures stay listed
+    # A detector recorded on a subset only stays out of a table over more sets (the common
+    # sets of every mean would shrink to its subset).
+    suites.run_suite(
+        "adbench",
+        detectors=["pca"],
+        seeds=[0],
+        sets=["small"],
+        out=tmp_path,
+        options={"data_dir": str(root)},
+        progress=False,
+    )
+    again = suites.run_suite(
+        "adbench", detectors=["knn"], seeds=[0], out=tmp_path, options={"data_dir": str(root)}, progress=False
+    )
+    assert "pca" not in again.ours and "iforest" in again.ours and len(again.ours["knn"]) == 2
 
 
 def test_a_folder_of_other_options_is_refused(root, tmp_path):

@@ -110,6 +110,8 @@ def test_discords_config_errors_are_clear():
         DiscordsConfig(members=("discords",))
     with pytest.raises(ValueError, match="points"):
         DiscordsConfig(points="last")
+    with pytest.raises(ValueError, match="spike must be > 1"):
+        DiscordsConfig(spike=0.5)
     wave = np.sin(np.arange(400) / 3)[:, None]
     with pytest.raises(ValueError, match="expected \\(400,\\)"):
         Discords().fit(wave).details(wave, {"ae": np.zeros(4)})
@@ -125,3 +127,49 @@ def test_discords_without_members_and_streaming_refused(collective):
 
     with pytest.raises(ValueError, match="whole-series method"):
         StreamScorer(model)
+
+
+def test_a_one_point_jump_hidden_by_averaging_is_found_at_full_resolution():
+    rng = np.random.default_rng(4)
+    # A smooth wave whose period slows for 500 points (a wide, smooth discord), and one point
+    # jumps by half the amplitude: after averaging by 6 the slow stretch stands out more.
+    step = np.full(60_000, 2 * np.pi / 50)
+    step[30_000:30_500] = 2 * np.pi / 40
+    x = np.sin(np.cumsum(step)) + 0.01 * rng.standard_normal(60_000)
+    x[41_234] += 0.5
+
+    def fitted(**kw):
+        return Discords(max_points=10_000, members=(), **kw).fit(x[:20_000, None])
+
+    plain = fitted(spike=None).score(x[:, None])
+    assert 30_000 - 100 <= int(np.argmax(plain[20_000:])) + 20_000 < 30_500 + 100
+    out = fitted().details(x[:, None])
+    assert out["factor"] == 6 and out["spike"] > 2
+    assert int(np.argmax(out["score"][20_000:])) + 20_000 == 41_234
+    # Without such a jump the chosen profile is the score, unchanged.
+    y = x.copy()
+    y[41_234] -= 0.5
+    got = fitted().details(y[:, None])
+    assert got["spike"] < 2
+    np.testing.assert_allclose(got["score"], fitted(spike=None).score(y[:, None]))
+
+
+def test_novel_keeps_the_profile_most_beyond_its_training_maximum_in_its_units(collective):
+    det = Discords(members=(), spike=None, combine="novel").fit(collective.train)
+    out = det.details(collective.test)  # a separate series: the training windows are profiled too
+    novelty = [p[2] for p in out["profiles"]]
+    assert len(novelty) == 4 and min(novelty) > 0  # two lengths, z and raw
+    assert out["chosen"] == int(np.argmax(novelty))
+    # The score is the chosen profile over its training maximum: its top is the novelty.
+    np.testing.assert_allclose(out["score"].max(), novelty[out["chosen"]], rtol=1e-6)
+    assert novelty[out["chosen"]] > 1.2
+    assert roc_auc_score(collective.test_labels, out["score"]) > 0.9
+    # ``select`` (the default) judges the same profiles by their prominence in the scored part.
+    picked = Discords(members=()).fit(collective.train).details(collective.test)
+    assert picked["chosen"] == int(np.argmax([p[3] for p in picked["profiles"]]))
+    # An extra candidate without a reference (no continued training part) is not eligible.
+    extra = {"flat": np.linspace(0, 100, len(collective.test))}
+    with_extra = det.details(collective.test, extra)
+    assert with_extra["profiles"][-1][2] == 0 and with_extra["chosen"] == out["chosen"]
+    ref = det.details(collective.test, extra, {"flat": np.ones(10)})
+    assert ref["chosen"] == 4  # its top, 100, is 100 times its reference's
