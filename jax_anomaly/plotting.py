@@ -55,16 +55,20 @@ def plot_reconstructions(
     _save(fig, path)
 
 
-def plot_defect_maps(path, images, maps, masks, titles) -> None:
-    """Photographs (N, H, W) in one row, each overlaid with its anomaly map (one colour
-    scale for the row) and the outline of its defect mask in cyan (``masks`` None: no
-    outlines); ``titles`` one each."""
+def plot_defect_maps(path, images, maps, masks, titles, per_row: int = 6) -> None:
+    """Photographs (N, H, W), ``per_row`` to a row, each overlaid with its anomaly map (one
+    colour scale for the figure) and the outline of its defect mask in cyan (``masks``
+    None: no outlines); ``titles`` one each."""
     plt = _plt()
     n = len(images)
-    fig, axes = plt.subplots(1, n, figsize=(1.9 * n, 2.2), squeeze=False)
+    cols = max(1, min(per_row, n))
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.4 * rows), squeeze=False)
     top = float(np.max(maps)) or 1.0
     masks = [None] * n if masks is None else masks
-    for ax, image, amap, mask, title in zip(axes[0], images, maps, masks, titles, strict=True):
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    for ax, image, amap, mask, title in zip(axes.flat, images, maps, masks, titles, strict=False):
         ax.imshow(image, cmap="gray")
         ax.imshow(amap, cmap="inferno", alpha=0.5, vmin=0, vmax=top)
         if mask is not None and np.any(mask):

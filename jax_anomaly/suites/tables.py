@@ -279,26 +279,44 @@ def markdown(table: Table, *, header: str = "", digits: int = 1, per_set: bool =
 
 
 def _extra_markdown(table: Table, digits: int) -> list[str]:
-    """The other metrics (mean over seeds and, for several sets, over the sets): one row per
-    detector; a metric holding a value per key (AUROC per defect kind) gets a column per key."""
+    """The other metrics (mean over seeds and, for several sets, over the sets): a row per
+    detector for the single-valued ones; the metrics holding a value per key (AUROC per
+    defect kind) in a second table, a row per detector and key."""
     extra = table.extra.get("extra", {})
     if not extra:
         return []
-    header, rows = ["detector"], {det: [det] for det in table.ours}
-    for m, by_det in extra.items():
-        keys = sorted(
+
+    def keys_of(by_det):
+        return sorted(
             {k for per_set in by_det.values() for v in per_set.values() if isinstance(v, dict) for k in v}
         )
-        columns = [(m, None)] if not keys else [(m, k) for k in keys]
-        for metric, key in columns:
-            header.append(metric if key is None else f"{metric} {key}")
-            for det in table.ours:
-                values = [v if key is None else v.get(key) for v in by_det.get(det, {}).values()]
-                values = [v for v in values if v is not None]
-                rows[det].append(_fmt(float(np.mean(values)) * table.scale, digits + 1) if values else "")
-    lines = ["", f"Other metrics (mean over seeds and sets; x{table.scale:g}):", ""]
-    lines += ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows.values()]
+
+    def mean(by_det, det, key):
+        values = [
+            v if key is None else (v.get(key) if isinstance(v, dict) else None)
+            for v in by_det.get(det, {}).values()
+        ]
+        values = [v for v in values if v is not None]
+        return _fmt(float(np.mean(values)) * table.scale, digits + 1) if values else ""
+
+    plain = [m for m, by_det in extra.items() if not keys_of(by_det)]
+    keyed = [m for m, by_det in extra.items() if keys_of(by_det)]
+    lines = []
+    if plain:
+        lines += ["", f"Other metrics (mean over seeds and sets; x{table.scale:g}):", ""]
+        lines += ["| detector | " + " | ".join(plain) + " |", "|---" * (len(plain) + 1) + "|"]
+        lines += [
+            f"| {det} | " + " | ".join(mean(extra[m], det, None) for m in plain) + " |" for det in table.ours
+        ]
+    if keyed:
+        keys = sorted({k for m in keyed for k in keys_of(extra[m])})
+        lines += ["", f"Per key (mean over seeds and sets; x{table.scale:g}):", ""]
+        lines += ["| detector | key | " + " | ".join(keyed) + " |", "|---" * (len(keyed) + 2) + "|"]
+        for det in table.ours:
+            for k in keys:
+                cells = [mean(extra[m], det, k) for m in keyed]
+                if any(cells):
+                    lines.append(f"| {det} | {k} | " + " | ".join(cells) + " |")
     return lines
 
 

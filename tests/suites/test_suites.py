@@ -230,6 +230,11 @@ def test_magnetic_tile_suite_scores_images_and_pixels(root, tmp_path):
     assert 0 <= ae["pro"] <= 1 and ae["pixel_auroc"] is not None and set(ae["kind_auroc"]) == {"MT_Crack"}
     assert set(ae["kind_pixel_auroc"]) == set(ae["kind_pro"]) == {"MT_Crack"}  # one kind: the overall figures
     assert ae["kind_pixel_auroc"]["MT_Crack"] == ae["pixel_auroc"] and ae["kind_pro"]["MT_Crack"] == ae["pro"]
+    # Single-valued metrics a column each; the per-kind ones a row per detector and kind.
+    md = (tmp_path / "table.md").read_text()
+    assert "| detector | pixel_auroc | pro |" in md
+    assert "| detector | key | kind_auroc | kind_pixel_auroc | kind_pro |" in md
+    assert f"| ae | MT_Crack | {100 * ae['kind_auroc']['MT_Crack']:.2f} |" in md
 
 
 def test_photographs_default_to_the_defect_segmenter_at_its_size(root, tmp_path, monkeypatch):
