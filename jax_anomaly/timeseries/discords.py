@@ -236,7 +236,8 @@ class Discords:
     def _profile(self, xd, td, continues, m, normalise, floor) -> tuple[np.ndarray, np.ndarray | None]:
         """One profile on the averaged series' points, divided by the root of the window
         length, and the same over the training series' points (None where the training
-        series is shorter than the window); window distances map to points by
+        series is shorter than the window, or is a separate series and ``combine`` is not
+        ``novel``: only that rule reads it); window distances map to points by
         ``config.points`` (with ``centre``, the points no window centres on take the
         profile's median)."""
         cfg = self.config
@@ -251,10 +252,11 @@ class Discords:
                 if len(td) >= m
                 else np.zeros((0, w.shape[1]), np.float32)
             )
-            # The training windows are queries too (their profile is the novelty's reference).
-            queries = refs = np.concatenate([wt, w])
-            q_pos = ref_pos = np.concatenate([_APART + np.arange(len(wt)), pos])
+            refs = np.concatenate([wt, w])
+            ref_pos = np.concatenate([_APART + np.arange(len(wt)), pos])
             ref_train = np.concatenate([np.ones(len(wt), bool), np.zeros(len(w), bool)])
+            # ``novel`` queries the training windows too: their profile is its reference.
+            queries, q_pos = (refs, ref_pos) if cfg.combine == "novel" else (w, pos)
         d_all, d_train = join(
             queries, q_pos, refs, ref_pos, ref_train, max(1, m // 2), with_train=cfg.join == "train"
         )
