@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from jax_anomaly.data.collections import load_ucr, ucr_files
-from jax_anomaly.timeseries.discords import downsample, jump_ratio, novelty, prominence
+from jax_anomaly.timeseries.discords import downsample, jump_ratio, jump_scale, novelty, prominence
 from jax_anomaly.timeseries.profile import STD_FLOOR, join, window_rows
 from jax_anomaly.timeseries.windows import dominant_period, windows_to_points
 
@@ -194,11 +194,6 @@ def part_profiles(c: dict, key: str, m: int, points: str = "centre") -> tuple[np
     return train, out[tr:]
 
 
-def test_part_profile(c: dict, key: str, m: int, points: str = "centre") -> np.ndarray:
-    """``part_profiles``' test part."""
-    return part_profiles(c, key, m, points)[1]
-
-
 def profile_facts(c: dict, zones=ZONES, points: str = "centre") -> dict:
     """Per cached profile ``(kind, join, length index)``: whether its top solves the series,
     its prominence (``discords.prominence`` on the test part, for each zone multiple), its
@@ -242,7 +237,7 @@ def spike_facts(name: str, data_dir: str | None) -> tuple[float, bool]:
     resolution) and whether that point solves the series."""
     s = load_ucr(name, data_dir)
     x = s.values.astype(np.float64).reshape(len(s.values), -1)
-    ratio = jump_ratio(x, x[: s.train_end])[s.train_end :]
+    ratio = jump_ratio(x, jump_scale(x[: s.train_end]))[s.train_end :]
     top = s.train_end + int(np.argmax(ratio))
     return float(ratio.max()), bool(s.begin - MARGIN <= top < s.end + MARGIN)
 

@@ -286,10 +286,10 @@ def _extra_markdown(table: Table, digits: int) -> list[str]:
     if not extra:
         return []
 
-    def keys_of(by_det):
-        return sorted(
-            {k for per_set in by_det.values() for v in per_set.values() if isinstance(v, dict) for k in v}
-        )
+    keys_of = {  # metric -> its keys (none for a single-valued metric)
+        m: {k for per_set in by_det.values() for v in per_set.values() if isinstance(v, dict) for k in v}
+        for m, by_det in extra.items()
+    }
 
     def mean(by_det, det, key):
         values = [
@@ -299,8 +299,8 @@ def _extra_markdown(table: Table, digits: int) -> list[str]:
         values = [v for v in values if v is not None]
         return _fmt(float(np.mean(values)) * table.scale, digits + 1) if values else ""
 
-    plain = [m for m, by_det in extra.items() if not keys_of(by_det)]
-    keyed = [m for m, by_det in extra.items() if keys_of(by_det)]
+    plain = [m for m in extra if not keys_of[m]]
+    keyed = [m for m in extra if keys_of[m]]
     lines = []
     if plain:
         lines += ["", f"Other metrics (mean over seeds and sets; x{table.scale:g}):", ""]
@@ -309,7 +309,7 @@ def _extra_markdown(table: Table, digits: int) -> list[str]:
             f"| {det} | " + " | ".join(mean(extra[m], det, None) for m in plain) + " |" for det in table.ours
         ]
     if keyed:
-        keys = sorted({k for m in keyed for k in keys_of(extra[m])})
+        keys = sorted(set().union(*(keys_of[m] for m in keyed)))
         lines += ["", f"Per key (mean over seeds and sets; x{table.scale:g}):", ""]
         lines += ["| detector | key | " + " | ".join(keyed) + " |", "|---" * (len(keyed) + 2) + "|"]
         for det in table.ours:

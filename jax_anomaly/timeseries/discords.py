@@ -123,7 +123,7 @@ class Discords:
         ``normal``: the whole normal series the jump test measures against, where ``series``
         is only part of it (``fit_series`` holds a stretch out for the threshold)."""
         self.train_ = np.asarray(series, np.float64)
-        self.normal_ = self.train_ if normal is None else np.asarray(normal, np.float64)
+        self.jump_scale_ = jump_scale(self.train_ if normal is None else normal)
         self.period_ = period
         self.members_ = []  # fitted members' SeriesModels (``fit_series`` sets them)
         return self
@@ -209,18 +209,15 @@ class Discords:
         novel = [novelty(p, r) for p, r in zip(scored, references, strict=True)]
         best = None
         if cfg.combine in ("novel", "select"):
-            judged = novel if cfg.combine == "novel" and max(novel) > 0 else stand_out
-            best = int(np.argmax(judged))
-            if cfg.combine == "novel" and max(novel) > 0:
-                unit = float(np.max(references[best]))
-            else:
-                unit = float(np.median(scored[best]))
+            by_novelty = cfg.combine == "novel" and max(novel) > 0  # else by prominence
+            best = int(np.argmax(novel if by_novelty else stand_out))
+            unit = float(np.max(references[best]) if by_novelty else np.median(scored[best]))
             out = full[best] if full[best] is not None else np.repeat(profiles[best], f)[: len(x)]
             out = out / max(unit, 1e-12)
         else:
             out = np.mean([_robust(p, q) for p, q in zip(profiles, scored, strict=True)], axis=0)
             out = np.repeat(out, f)[: len(x)]
-        ratio = jump_ratio(x, self.normal_)
+        ratio = jump_ratio(x, self.jump_scale_)
         spike = float(ratio[scored_from * f :].max()) if len(x) > scored_from * f else 0.0
         if cfg.spike is not None and spike >= cfg.spike:
             raised = np.where(ratio >= cfg.spike, ratio, 0.0)
@@ -287,19 +284,25 @@ def novelty(scored: np.ndarray, reference: np.ndarray | None) -> float:
     return float(np.max(scored)) / max(float(np.max(reference)), 1e-12)
 
 
-def jump_ratio(x: np.ndarray, train: np.ndarray) -> np.ndarray:
-    """Each point's jump, ``|x[t] - (x[t-1] + x[t+1]) / 2|`` (0 at the ends), over the
-    largest in ``train`` (per channel; the largest over channels): (T,)."""
+def _jumps(a: np.ndarray) -> np.ndarray:
+    """Each point's jump, ``|a[t] - (a[t-1] + a[t+1]) / 2|`` (0 at the ends), per channel."""
+    a = np.asarray(a, np.float64)
+    j = np.zeros_like(a)
+    j[1:-1] = np.abs(a[1:-1] - (a[:-2] + a[2:]) / 2)
+    return j
 
-    def jumps(a):
-        j = np.zeros_like(a, dtype=np.float64)
-        j[1:-1] = np.abs(a[1:-1] - (a[:-2] + a[2:]) / 2)
-        return j
 
-    top = jumps(np.asarray(train, np.float64)).max(0)
-    spread = np.ptp(train, axis=0)
-    floor = np.maximum(1e-6 * spread, 1e-12)
-    return (jumps(np.asarray(x, np.float64)) / np.maximum(top, floor)).max(1)
+def jump_scale(normal: np.ndarray) -> np.ndarray:
+    """The largest jump of a normal series ``(T, C)``, per channel (floored at a millionth of
+    the channel's range): what ``jump_ratio`` divides by."""
+    spread = np.ptp(np.asarray(normal, np.float64), axis=0)
+    return np.maximum(_jumps(normal).max(0), np.maximum(1e-6 * spread, 1e-12))
+
+
+def jump_ratio(x: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Each point's jump over ``scale`` (``jump_scale`` of a normal series), the largest over
+    channels: (T,)."""
+    return (_jumps(x) / scale).max(1)
 
 
 def prominence(profile: np.ndarray, zone: int) -> float:
