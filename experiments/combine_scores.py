@@ -22,11 +22,24 @@ from jax_anomaly.fitting import standardisation
 from jax_anomaly.metrics import ranking_metrics
 
 
-def load_scores(path: Path) -> dict[int, dict[str, np.ndarray]]:
-    """``{class: {'test', 'held_out', 'labels'}}`` of one ``_scores.npz`` file."""
+def load_scores(spec: str | Path) -> dict[int, dict[str, np.ndarray]]:
+    """``{class: {'test', 'held_out', 'labels'}}`` of one ``_scores.npz`` file; ``PATH:PART``
+    takes the detector's other score ``PART`` (e.g. ``geom_scores.npz:mahalanobis``)."""
+    path, _, part = str(spec).partition(".npz:")
+    path = path if path.endswith(".npz") else path + ".npz"
+    prefix = f"{part}_" if part else ""
     with np.load(path) as f:
         classes = sorted(int(k.removeprefix("test_")) for k in f.files if k.startswith("test_"))
-        return {c: {part: f[f"{part}_{c}"] for part in ("test", "held_out", "labels")} for c in classes}
+        if part and f"{prefix}test_{classes[0]}" not in f.files:
+            raise ValueError(f"{path} has no score '{part}'")
+        return {
+            c: {
+                "test": f[f"{prefix}test_{c}"],
+                "held_out": f[f"{prefix}held_out_{c}"],
+                "labels": f[f"labels_{c}"],
+            }
+            for c in classes
+        }
 
 
 def combine_tables(tables: list[dict[int, dict[str, np.ndarray]]], names: list[str]) -> dict:
@@ -71,12 +84,17 @@ def markdown(result: dict) -> str:
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("scores", nargs="+", type=Path, help="_scores.npz files of one-class tables (two or more)")
+    p.add_argument(
+        "scores",
+        nargs="+",
+        type=Path,
+        help="_scores.npz files of one-class tables (two or more; PATH:PART: a detector's other score)",
+    )
     p.add_argument("--out", type=Path, help="JSON file of the result (a .md beside it)")
     args = p.parse_args(argv)
     if len(args.scores) < 2:
         p.error("give two or more _scores.npz files")
-    names = [path.name.removesuffix("_scores.npz").removeprefix("one_class_") for path in args.scores]
+    names = [path.name.replace("_scores.npz", "").removeprefix("one_class_") for path in args.scores]
     result = combine_tables([load_scores(path) for path in args.scores], names)
     text = markdown(result)
     print(text)

@@ -9,7 +9,8 @@ beside published reference means.
 
 Writes ``results/one_class/one_class_<dataset>_<detector>[_conv][_ensN][_<tag>].md`` and ``.json``
 (``--out`` for another folder), and for the stacked path ``..._scores.npz``: each class's test
-scores (``test_C``), held-out normal scores (``held_out_C``) and test labels (``labels_C``), which
+scores (``test_C``), held-out normal scores (``held_out_C``) and test labels (``labels_C``), and
+the detector's other scores of one model as ``PART_test_C`` and ``PART_held_out_C``, which
 ``experiments/combine_scores.py`` combines across detectors; ``--model KEY=VALUE`` overrides a
 model setting (e.g. ``latent=16``).
 ``--ensemble SEEDS`` averages the standardised scores of one model per seed. By default every
@@ -184,16 +185,17 @@ def run_stacked(args, classes: list[int], seeds: list[int], progress: bool) -> t
     t0 = time.perf_counter()
     # Held-out normals of every class in one call; test sets shared by classes in one call each.
     val = np.concatenate([d.x_val for d in datas])
-    val_scores = fitting.score_details(detector, stack, val, seed=args.seed)["model_scores"]
+    val_parts = model_outputs(detector, stack, val, args.seed)
+    val_scores = val_parts.pop("score")
     ends = np.cumsum([len(d.x_val) for d in datas])
-    test_scores = {}
+    test_scores, test_parts = {}, {}
     for i, d in enumerate(datas):
         same = next((j for j in test_scores if np.array_equal(datas[j].x_test, d.x_test)), None)
-        test_scores[i] = (
-            test_scores[same]
-            if same is not None
-            else fitting.score_details(detector, stack, d.x_test, seed=args.seed)["model_scores"]
-        )
+        if same is None:
+            test_parts[i] = model_outputs(detector, stack, d.x_test, args.seed)
+            test_scores[i] = test_parts[i].pop("score")
+        else:
+            test_scores[i], test_parts[i] = test_scores[same], test_parts[same]
     score_seconds = time.perf_counter() - t0
     rows, scores = [], {}
     for i, (c, d) in enumerate(zip(classes, datas, strict=True)):
@@ -203,6 +205,12 @@ def run_stacked(args, classes: list[int], seeds: list[int], progress: bool) -> t
         score = combine(test, standardisation(held_out)) if len(seeds) > 1 else test[0]
         held = combine(held_out, standardisation(held_out)) if len(seeds) > 1 else held_out[0]
         scores |= {f"test_{c}": score, f"held_out_{c}": held, f"labels_{c}": d.y_test}
+        parts = {}
+        if len(seeds) == 1:  # the detector's other per-sample scores, e.g. geom's dirichlet
+            for part, values in test_parts[i].items():
+                scores[f"{part}_test_{c}"] = values[ks[0]]
+                scores[f"{part}_held_out_{c}"] = val_parts[part][ks[0], ends[i] - len(d.x_val) : ends[i]]
+                parts[part] = ranking_metrics(d.y_test, values[ks[0]])["auroc"]
         rows.append(
             {
                 "class": c,
@@ -212,6 +220,7 @@ def run_stacked(args, classes: list[int], seeds: list[int], progress: bool) -> t
                 "seed_aurocs": [ranking_metrics(d.y_test, t)["auroc"] for t in test],
                 "diverged": [stack.result.diverged[k] for k in ks if k in stack.result.diverged],
                 "model": to_dict(model_cfg),
+                "part_aurocs": parts,
             }
         )
     timing = {
@@ -223,6 +232,13 @@ def run_stacked(args, classes: list[int], seeds: list[int], progress: bool) -> t
         "group": stack.result.group,
     }
     return rows, timing, scores
+
+
+def model_outputs(detector, stack, x: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+    """Every per-sample output ``(K, N)`` of each model of ``stack`` for rows ``x``: ``score``
+    and the detector's other scores (maps and vectors left out)."""
+    out = fitting.raw_scores(detector, stack, detector.to_input(x), key=fitting.seed_keys(seed)[2])
+    return {k: np.asarray(v) for k, v in out.items() if np.ndim(v) == 2}
 
 
 def markdown(table: dict) -> str:
@@ -257,6 +273,10 @@ def markdown(table: dict) -> str:
             f"{stack['train_seconds']:.1f} s, compile {stack['compile_seconds']:.1f} s, scoring "
             f"{stack['score_seconds']:.1f} s"
         )
+    parts = [r.get("part_aurocs") or {} for r in rows]
+    if all(parts) and parts:
+        means = ", ".join(f"`{k}` {100 * np.mean([p[k] for p in parts]):.2f}" for k in parts[0])
+        lines.append(f"- the same models' other scores, mean AUROC: {means}")
     if table.get("ensemble"):
         singles = ", ".join(f"{v:.1f}" for v in table["seed_mean_aurocs"])
         lines.append(f"- single models, mean AUROC per seed {table['ensemble']}: {singles}")

@@ -72,6 +72,13 @@ def test_one_class_stacked_geom_table_becomes_suite_cells(tmp_path):
     saved = combiner.load_scores(tmp_path / "one_class_digits_geom_scores.npz")  # the stacked scores
     assert sorted(saved) == [0, 1]
     assert roc_auc_score(saved[1]["labels"], saved[1]["test"]) == pytest.approx(table["classes"][1]["auroc"])
+    # The detector's other scores of the same models, saved and loadable as PATH:PART.
+    part = combiner.load_scores(f"{tmp_path / 'one_class_digits_geom_scores.npz'}:mahalanobis")
+    auroc = table["classes"][1]["part_aurocs"]["mahalanobis"]
+    assert roc_auc_score(part[1]["labels"], part[1]["test"]) == pytest.approx(auroc)
+    assert not np.array_equal(part[1]["test"], saved[1]["test"]) and len(part[1]["held_out"])
+    with pytest.raises(ValueError, match="no score 'nothing'"):
+        combiner.load_scores(f"{tmp_path / 'one_class_digits_geom_scores.npz'}:nothing")
     before = [c.read_text() for c in cells]
     run_suite(
         "one_class",

@@ -35,7 +35,7 @@ from jax_anomaly.detectors.base import Detector, Phase, adam, register
 from jax_anomaly.models import ConvClassifier
 from jax_anomaly.training import masked_mean
 
-SCORES = ("dirichlet", "ce", "centres", "distance")
+SCORES = ("dirichlet", "ce", "centres", "distance", "mahalanobis")
 ROTATIONS = (1, 2, 4)
 
 
@@ -50,8 +50,9 @@ class GeomConfig:
       rotations: quarter turns: 1 (none), 2 (0, 180 degrees) or 4 (0, 90, 180, 270).
       channels: output channels of the classifier's 3x3 convolutions, e.g. 16,32,32,64,64.
       strides: the stride of each convolution (1 or 2), as many as channels.
-      score: dirichlet (GEOM), ce (GEOM's simplified score) or centres (GOAD's distance to
-        the transformation centres).
+      score: dirichlet (GEOM), ce (GEOM's simplified score), centres (GOAD's distance to
+        the transformation centres), distance (to the own centre) or mahalanobis (each copy's
+        features against a Gaussian fitted to that transformation's normal features).
       score_batch: samples per vmapped scoring chunk (each is K images).
     """
 
@@ -60,7 +61,7 @@ class GeomConfig:
     rotations: int = 4
     channels: tuple[int, ...] = (16, 32, 32, 64, 64)
     strides: tuple[int, ...] = (1, 2, 1, 2, 1)
-    score: str = "dirichlet"
+    score: str = "dirichlet+mahalanobis"
     score_batch: int = 256
 
     def __post_init__(self):
@@ -87,10 +88,19 @@ class GeomConfig:
         return (2 if self.flips else 1) * (9 if self.shift else 1) * self.rotations
 
 
+def score_parts(score: str) -> tuple[str, ...]:
+    """The scores a ``score`` setting names: one of ``SCORES``, or several joined by ``+``
+    (their mean after each is standardised by its mean and std over the training rows)."""
+    return tuple(score.split("+"))
+
+
 def check_scoring(cfg) -> None:
     """Validates a transformation-prediction config's ``score`` and ``score_batch``."""
-    if cfg.score not in SCORES:
-        raise ValueError(f"unknown score '{cfg.score}'; expected one of {SCORES}")
+    parts = score_parts(cfg.score)
+    if any(p not in SCORES for p in parts) or len(set(parts)) != len(parts):
+        raise ValueError(
+            f"unknown score '{cfg.score}'; expected one of {SCORES}, or several of them joined by '+'"
+        )
     if cfg.score_batch < 1:
         raise ValueError(f"score_batch must be >= 1, got {cfg.score_batch}")
 
@@ -227,6 +237,7 @@ def calibration_phase(forward, feature_size) -> Phase:
             "params": previous,
             "log_p": jnp.zeros((k, k)),
             "features": jnp.zeros((k, f)),
+            "outer": jnp.zeros((k, f, f)),
             "count": jnp.zeros(()),
         }
 
@@ -241,6 +252,7 @@ def calibration_phase(forward, feature_size) -> Phase:
                 "params": state["params"],
                 "log_p": state["log_p"] + jnp.sum(log_p * weights, axis=1),
                 "features": state["features"] + jnp.sum(features * weights, axis=1),
+                "outer": state["outer"] + jnp.einsum("kbf,kbg->kfg", features * weights, features),
                 "count": state["count"] + jnp.sum(mask),
             }
             return new, {"loss": classification_loss(log_p, features, mask)}
@@ -268,15 +280,31 @@ def dirichlet_mle(mean_log_p: jax.Array, iterations: int = 200) -> jax.Array:
     return jax.lax.fori_loop(0, iterations, body, jnp.ones_like(mean_log_p))
 
 
+# Ridge added to each transformation's feature covariance before it is inverted, as a share
+# of its mean variance (the features of a small network can be nearly collinear).
+RIDGE = 1e-2
+
+
+def precisions(outer: jax.Array, centres: jax.Array, count: jax.Array) -> jax.Array:
+    """``(K, F, F)``: the inverse of each transformation's feature covariance (from the sums of
+    outer products and the means), with ``RIDGE`` x its mean variance on the diagonal."""
+    f = centres.shape[-1]
+    cov = outer / count - centres[:, :, None] * centres[:, None, :]
+    scale = jnp.trace(cov, axis1=-2, axis2=-1)[:, None, None] / f
+    return jnp.linalg.inv(cov + (RIDGE * scale + 1e-6) * jnp.eye(f))
+
+
 def scoring_params(state: dict) -> dict:
     """The scorer's parameters from the calibrate phase's sums: the classifier (``net``), the
-    Dirichlet concentrations per transformation ``alpha`` (K, K) and the transformation
-    ``centres`` (K, F)."""
+    Dirichlet concentrations per transformation ``alpha`` (K, K), the transformation
+    ``centres`` (K, F) and the inverse feature covariances ``precision`` (K, F, F)."""
     count = jnp.maximum(state["count"], 1.0)
+    centres = state["features"] / count
     return {
         "net": state["params"],
         "alpha": dirichlet_mle(state["log_p"] / count),
-        "centres": state["features"] / count,
+        "centres": centres,
+        "precision": precisions(state["outer"], centres, count),
     }
 
 
@@ -297,25 +325,82 @@ def square_distances(features: jax.Array, centres: jax.Array) -> jax.Array:
     )
 
 
+def _parts_of(forward, cfg, n_features: int):
+    """``parts(params, x) -> {name: value}`` of every score in ``SCORES`` for one row ``x``."""
+    fwd = forward(cfg, n_features)
+
+    def parts(params, x):
+        log_p, features = fwd(params["net"], x[None])
+        log_p, features = log_p[:, 0], features[:, 0]  # (K, K), (K, F)
+        dist = square_distances(features, params["centres"])  # (K, K)
+        out = {
+            "dirichlet": -jnp.sum((params["alpha"] - 1.0) * log_p),
+            "ce": -jnp.mean(jnp.diagonal(log_p)),
+            "centres": -jnp.mean(jnp.diagonal(jax.nn.log_softmax(-dist, axis=-1))),
+            "distance": jnp.mean(jnp.diagonal(dist)),
+        }
+        if "precision" in params:  # models saved before the score existed lack it
+            delta = features - params["centres"]
+            out["mahalanobis"] = jnp.einsum("kf,kfg,kg->", delta, params["precision"], delta)
+        return out
+
+    return parts
+
+
+def standardise_phase(forward) -> Phase:
+    """The gradient-free third phase: one more pass over the training rows for each score's
+    mean and std (batches merged as Chan et al.'s parallel variance, stable in float32), so
+    that a ``+``-joined score can standardise its parts."""
+
+    def init_state(cfg, train: TrainConfig, n_features: int, key, *, previous):
+        del train, n_features, key
+        zeros = {name: jnp.zeros(()) for name in SCORES}
+        return {"params": previous, "mean": zeros, "m2": zeros, "count": jnp.zeros(())}
+
+    def make_step(cfg, train: TrainConfig, n_features: int):
+        parts = jax.vmap(_parts_of(forward, cfg, n_features), in_axes=(None, 0))
+
+        def step(state, batch, mask, key):
+            del key
+            n_b = jnp.sum(mask)
+            n = state["count"] + n_b
+            mean, m2 = {}, {}
+            for k, v in parts(state["params"], batch).items():
+                mean_b = jnp.sum(v * mask) / jnp.maximum(n_b, 1.0)
+                delta = mean_b - state["mean"][k]
+                mean[k] = state["mean"][k] + delta * n_b / jnp.maximum(n, 1.0)
+                m2_b = jnp.sum(jnp.square(v - mean_b) * mask)
+                m2[k] = state["m2"][k] + m2_b + jnp.square(delta) * state["count"] * n_b / jnp.maximum(n, 1.0)
+            new = {"params": state["params"], "mean": mean, "m2": m2, "count": n}
+            return new, {"loss": jnp.zeros(())}
+
+        return step
+
+    def params_of(state) -> dict:
+        count = jnp.maximum(state["count"], 1.0)
+        std = {k: jnp.sqrt(v / count) + 1e-12 for k, v in state["m2"].items()}
+        return state["params"] | {"part_mean": state["mean"], "part_std": std}
+
+    return Phase("standardise", init_state, make_step, params_of=params_of, train_config=statistics_train)
+
+
 def transformation_scorer(forward):
     """``make_sample_scorer`` of a transformation-prediction method: ``one(params, x) ->
-    {'score', 'dirichlet', 'ce', 'centres', 'distance'}`` for one row ``x`` (D,); ``score`` is the
-    config's choice."""
+    {'score', 'dirichlet', 'ce', 'centres', 'distance', 'mahalanobis'}`` for one row ``x`` (D,).
+    ``mahalanobis`` is the sum over the K copies of each copy's squared Mahalanobis distance
+    to its transformation's normal features. ``score`` is the config's choice, or for a
+    ``+``-joined one the mean of its parts, each standardised by its training-row mean and
+    std (the ``standardise`` phase's)."""
 
     def make_sample_scorer(cfg, n_features: int):
-        fwd = forward(cfg, n_features)
+        parts_of, names = _parts_of(forward, cfg, n_features), score_parts(cfg.score)
 
         def one(params, x):
-            log_p, features = fwd(params["net"], x[None])
-            log_p, features = log_p[:, 0], features[:, 0]  # (K, K), (K, F)
-            dist = square_distances(features, params["centres"])  # (K, K)
-            parts = {
-                "dirichlet": -jnp.sum((params["alpha"] - 1.0) * log_p),
-                "ce": -jnp.mean(jnp.diagonal(log_p)),
-                "centres": -jnp.mean(jnp.diagonal(jax.nn.log_softmax(-dist, axis=-1))),
-                "distance": jnp.mean(jnp.diagonal(dist)),
-            }
-            return {"score": parts[cfg.score], **parts}
+            parts = parts_of(params, x)
+            if len(names) == 1:
+                return {"score": parts[names[0]], **parts}
+            mean, std = params["part_mean"], params["part_std"]
+            return {"score": sum((parts[n] - mean[n]) / std[n] for n in names) / len(names), **parts}
 
         return one
 
@@ -336,10 +421,19 @@ DETECTOR = register(
         phases=(
             training_phase(geom_forward, geom_init),
             calibration_phase(geom_forward, lambda cfg: cfg.channels[-1]),
+            standardise_phase(geom_forward),
         ),
         make_sample_scorer=transformation_scorer(geom_forward),
         estimator="TransformationDetector",
     )
 )
 
-__all__ = ["DETECTOR", "SCORES", "GeomConfig", "dirichlet_mle", "inverse_digamma", "transform_images"]
+__all__ = [
+    "DETECTOR",
+    "SCORES",
+    "GeomConfig",
+    "dirichlet_mle",
+    "inverse_digamma",
+    "score_parts",
+    "transform_images",
+]

@@ -57,11 +57,11 @@ def test_dirichlet_fit_recovers_known_concentrations():
 
 def test_separates_digits_and_calibrates_on_the_training_rows(digits, digits_geom):
     det, fitted = geom.DETECTOR, digits_geom
-    assert [h.get("phase") for h in fitted.result.history][-1] == "calibrate"
+    assert [h.get("phase") for h in fitted.result.history][-2:] == ["calibrate", "standardise"]
     out = det.score(fitted, digits.x_test)
     for name in geom.SCORES:
         assert roc_auc_score(digits.y_test, out[name]) > 0.9, name
-    np.testing.assert_array_equal(out["score"], out["dirichlet"])  # the default score
+    assert geom.GeomConfig().score == "dirichlet+mahalanobis"  # the default (test_score_choice)
     # The centres are the mean features of each transformation over the training rows.
     model = geom.build_model(fitted.config, digits.x_train.shape[1])
     copies = geom._copies(fitted.config, jnp.asarray(digits.x_train))
@@ -70,12 +70,34 @@ def test_separates_digits_and_calibrates_on_the_training_rows(digits, digits_geo
         fitted.params["centres"], np.asarray(features).mean(axis=1), rtol=1e-4, atol=1e-5
     )
     assert fitted.params["alpha"].shape == (4, 4) and np.all(np.asarray(fitted.params["alpha"]) > 0)
+    # mahalanobis: each copy against a Gaussian of its transformation's training features.
+    feats = np.asarray(features, np.float64)  # (K, N, F)
+    _, test_features = model.apply(
+        {"params": fitted.params["net"]}, geom._copies(fitted.config, jnp.asarray(digits.x_test[:20]))
+    )
+    expected = np.zeros(20)
+    for k in range(feats.shape[0]):
+        mean, cov = feats[k].mean(axis=0), np.cov(feats[k].T, bias=True)
+        cov += (geom.RIDGE * np.trace(cov) / cov.shape[0] + 1e-6) * np.eye(cov.shape[0])
+        delta = np.asarray(test_features[k], np.float64) - mean
+        expected += np.einsum("nf,fg,ng->n", delta, np.linalg.inv(cov), delta)
+    np.testing.assert_allclose(out["mahalanobis"][:20], expected, rtol=2e-3)
 
 
 def test_score_choice(digits, digits_geom):
     fitted = dataclasses.replace(digits_geom, config=dataclasses.replace(digits_geom.config, score="centres"))
     out = geom.DETECTOR.score(fitted, digits.x_test[:50])
     np.testing.assert_array_equal(out["score"], out["centres"])
+    # A '+'-joined score: the mean of its parts, each standardised over the training rows.
+    both = dataclasses.replace(fitted.config, score="dirichlet+mahalanobis")
+    joined = dataclasses.replace(fitted, config=both)
+    train = geom.DETECTOR.score(joined, digits.x_train)
+    test = geom.DETECTOR.score(joined, digits.x_test)
+    expected = np.mean(
+        [(test[n] - train[n].mean()) / train[n].std() for n in ("dirichlet", "mahalanobis")], axis=0
+    )
+    np.testing.assert_allclose(test["score"], expected, rtol=1e-3, atol=1e-4)
+    assert roc_auc_score(digits.y_test, test["score"]) > 0.9
 
 
 @pytest.mark.parametrize(
@@ -86,6 +108,8 @@ def test_score_choice(digits, digits_geom):
         ({"channels": (4, 8), "strides": (1,)}, "one per entry of channels"),
         ({"strides": (1, 3, 1, 2, 1)}, "strides must be 1 or 2"),
         ({"score": "max"}, "unknown score"),
+        ({"score": "ce+max"}, "unknown score"),
+        ({"score": "ce+ce"}, "unknown score"),
         ({"shift": -1}, "shift must be >= 0"),
     ],
 )

@@ -37,6 +37,7 @@ def test_maps_stay_as_drawn_and_scores_separate(synthetic, fitted):
     out = goad.DETECTOR.score(fitted, synthetic.x_test)
     np.testing.assert_array_equal(out["score"], out["distance"])
     assert roc_auc_score(synthetic.y_test, out["distance"]) > 0.95
+    assert roc_auc_score(synthetic.y_test, out["mahalanobis"]) > 0.95  # the default preset's score
     for name in ("centres", "ce", "dirichlet"):
         assert np.all(np.isfinite(out[name])), name
 
