@@ -9,7 +9,10 @@ single candidates and combinations are judged by the archive's accuracy over all
 
 ``--queries all`` profiles the training part's windows too, so that ``judge`` adds the
 ``novel`` rule (``discords.novelty``); ``judge --spike 2`` lets the full-resolution jump test
-(``DiscordsConfig.spike``) decide the series where it fires.
+(``DiscordsConfig.spike``) decide the series where it fires. ``compute --variants n`` caches
+the roughness profiles (``discords.roughness``; give ``judge`` both caches,
+``--cache A,B``), and ``judge --rough-prominence 2`` lets a roughness profile be chosen only
+where its prominence is at least 2 (``DiscordsConfig.rough_prominence``).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import argparse
 import itertools
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -26,7 +30,14 @@ from pathlib import Path
 import numpy as np
 
 from jax_anomaly.data.collections import load_ucr, ucr_files
-from jax_anomaly.timeseries.discords import downsample, jump_ratio, jump_scale, novelty, prominence
+from jax_anomaly.timeseries.discords import (
+    downsample,
+    jump_ratio,
+    jump_scale,
+    novelty,
+    prominence,
+    roughness,
+)
 from jax_anomaly.timeseries.profile import STD_FLOOR, join, window_rows
 from jax_anomaly.timeseries.windows import dominant_period, windows_to_points
 
@@ -49,6 +60,7 @@ VARIANTS = {
     "dz": (_diff, True, 0.5),
     "zx": (None, True, 1.0),  # no overlapping neighbour at all
     "rx": (None, False, 1.0),
+    "n": ("roughness", False, 0.5),  # raw windows of the full-resolution roughness, averaged
 }
 
 
@@ -89,7 +101,10 @@ def compute_one(
         q0 = max(0, tr - m + 1) if queries == "test" else 0
         for variant in variants:
             transform, norm, excl = VARIANTS[variant]
-            xv = transform(xd) if transform else xd
+            if transform == "roughness":
+                xv = roughness(x, x[: s.train_end], f)[0]
+            else:
+                xv = transform(xd) if transform else xd
             fl = STD_FLOOR * float(xv[:tr].std()) if transform else floor
             w = window_rows(xv, m, norm, fl)
             pos = np.arange(len(w))
@@ -194,6 +209,12 @@ def part_profiles(c: dict, key: str, m: int, points: str = "centre") -> tuple[np
     return train, out[tr:]
 
 
+def cached_kinds(c: dict) -> list[str]:
+    """The profile kinds (``VARIANTS`` names) a cached series holds."""
+    found = {m.group(1) for k in c if (m := re.fullmatch(r"([a-z]+)\d+_(all|train)", k))}
+    return sorted(found, key=list(VARIANTS).index)
+
+
 def profile_facts(c: dict, zones=ZONES, points: str = "centre") -> dict:
     """Per cached profile ``(kind, join, length index)``: whether its top solves the series,
     its prominence (``discords.prominence`` on the test part, for each zone multiple), its
@@ -203,7 +224,7 @@ def profile_facts(c: dict, zones=ZONES, points: str = "centre") -> dict:
     f, tr, p = int(c["f"]), int(c["train_end"]) // int(c["f"]), int(c["p"])
     lengths = [int(m) for m in c["lengths"]]
     facts = {}
-    for kind, join_, ri in itertools.product("zr", JOINS, range(len(RELATIVE))):
+    for kind, join_, ri in itertools.product(cached_kinds(c), JOINS, range(len(RELATIVE))):
         m = lengths[min(ri, len(lengths) - 1)]
         ref, v = part_profiles(c, f"{kind}{m}_{join_}", m, points)
         v = np.where(np.isnan(v), np.nanmedian(v), v)
@@ -257,24 +278,39 @@ def judge(args) -> None:
     spikes = {n: spike_facts(n, args.data_dir) for n in names} if args.spike else {}
     print(f"{len(names)} series cached; facts in {time.perf_counter() - t0:.0f}s")
     novel = all(any(fs[3] > 0 for fs in facts[n].values()) for n in names)
+    gate = args.rough_prominence
+
+    def eligible(n, subset, z):  # roughness profiles only above their prominence bar
+        keep = [s for s in subset if gate is None or s[0] != "n" or facts[n][s][1][z] >= gate]
+        return keep or subset
+
     rows = []
     rel_sets = [(1, 2), (1, 2, 3), (1, 2, 3, 4), (0, 1, 2, 3), (0, 1, 2, 3, 4), (2, 3, 4)]
     extra = tuple(sorted({k[0] for n in names for k in facts[n]} - {"z", "r"}))
-    kind_sets = ("z", "r", "zr", *(("zr",) + (e,) for e in extra))
+    extra = tuple(e for e in extra if e not in VARIANTS)  # other methods' scores
+    rough = ("zrn",) if all("n" in {k[0] for k in facts[n]} for n in names) else ()
+    kind_sets = ("z", "r", "zr", *rough, *(("zr",) + (e,) for e in extra))
     for kinds, joins, rels in itertools.product(kind_sets, (("all",), ("train",), JOINS), rel_sets):
         if isinstance(kinds, tuple):  # z and r profiles, and another method's scores
             subset = [(k, j, r) for k in kinds[0] for j in joins for r in rels] + [(kinds[1], joins[0], 0)]
             kinds = "+".join(kinds)
         else:
             subset = [(k, j, r) for k in kinds for j in joins for r in rels]
+        subset = [s for s in subset if s in facts[names[0]]]
         for rule in ("mean", *(f"select{z:g}" for z in ZONES), *(("novel",) if novel else ())):
             if rule == "mean":
                 hits = [solved_by_mean(cache[n], facts[n], subset) for n in names]
             elif rule == "novel":
-                hits = [max((facts[n][s] for s in subset), key=lambda fs: fs[3])[0] for n in names]
+                hits = [
+                    max((facts[n][s] for s in eligible(n, subset, 4.0)), key=lambda fs: fs[3])[0]
+                    for n in names
+                ]
             else:
                 z = float(rule.removeprefix("select"))
-                hits = [max((facts[n][s] for s in subset), key=lambda fs: fs[1][z])[0] for n in names]
+                hits = [
+                    max((facts[n][s] for s in eligible(n, subset, z)), key=lambda fs: fs[1][z])[0]
+                    for n in names
+                ]
             if args.spike:  # the full-resolution jump decides where it is sharp enough
                 hits = [
                     spikes[n][1] if spikes[n][0] >= args.spike else h
@@ -303,6 +339,7 @@ def judge(args) -> None:
             "oracle": float(oracle),
             "relative_lengths": list(RELATIVE),
             "spike": args.spike,
+            "rough_prominence": gate,
             "points": args.points,
             "candidates": rows,
         }
@@ -336,6 +373,12 @@ def main(argv=None) -> None:
     ap.add_argument("--out", default=None)
     ap.add_argument(
         "--spike", type=float, default=None, help="judge: the full-resolution jump test's threshold (e.g. 2)"
+    )
+    ap.add_argument(
+        "--rough-prominence",
+        type=float,
+        default=None,
+        help="judge: a roughness (n) profile is chosen only where its prominence is at least this",
     )
     ap.add_argument("--points", default="centre", choices=("centre", "mean"), help="window scores -> points")
     args = ap.parse_args(argv)

@@ -17,6 +17,12 @@ anomalous when nothing else in either looks like it. A scored series that contin
 training series (the archive's protocol: the whole series, its training part first) is
 recognised and not counted twice.
 
+Averaging also hides the texture of a series (noise, tremor, a stretch that is too
+smooth), so a third kind of profile, ``n``, joins raw windows of the series' roughness: each
+point's jump (its distance from the mean of its two neighbours) at full resolution, averaged
+over the same blocks. A roughness profile is kept only where its top stands out clearly
+(prominence at least ``rough_prominence``): alone it solves fewer series than the others.
+
 Averaging hides a one-point anomaly, so one test runs at full resolution: where the scored
 part holds a jump (a point's distance from the mean of its two neighbours) ``spike`` times
 sharper than any in the training series, such points are raised above the chosen
@@ -31,7 +37,7 @@ import numpy as np
 from jax_anomaly.timeseries.profile import STD_FLOOR, join, window_rows
 from jax_anomaly.timeseries.windows import dominant_period, windows_to_points
 
-KINDS = ("z", "r")  # z-normalised windows, raw windows
+KINDS = ("z", "r", "n")  # z-normalised windows, raw windows, raw windows of the roughness
 JOINS = ("all", "train")
 COMBINES = ("select", "novel", "mean")
 POINTS = ("centre", "mean")
@@ -45,13 +51,17 @@ class DiscordsConfig:
     """Attributes:
     lengths: window lengths as multiples of the dominant period (of the training series,
       after averaging down).
-    kinds: ``z`` (z-normalised windows) and/or ``r`` (raw windows).
+    kinds: ``z`` (z-normalised windows), ``r`` (raw windows) and/or ``n`` (raw windows of
+      the roughness: each point's jump at full resolution, averaged over the blocks, over
+      its median in the training series per channel).
     join: ``all`` (nearest window anywhere but the query's own neighbourhood) or ``train``
       (nearest training window only).
     combine: ``select`` (keep the profile whose top stands out most within the scored part,
       divided by its median), ``novel`` (keep the profile whose top over the scored part is
       highest against its maximum over the training series, divided by that maximum) or
       ``mean`` (average the profiles, each minus its median over its interquartile range).
+    rough_prominence: a roughness (``n``) profile is chosen (``select``, ``novel``) only
+      where its prominence is at least this.
     zone: the top's neighbourhood that ``select`` looks past for the second peak, in
       multiples of the larger of the window length and the period.
     max_points: the series is averaged over blocks of ``ceil(points / max_points)``.
@@ -63,6 +73,7 @@ class DiscordsConfig:
 
     lengths: tuple[float, ...] = (0.5, 1.0)
     kinds: tuple[str, ...] = KINDS
+    rough_prominence: float = 2.0
     join: str = "all"
     combine: str = "select"
     zone: float = 4.0
@@ -86,6 +97,8 @@ class DiscordsConfig:
             raise ValueError(f"points must be one of {POINTS}, got '{self.points}'")
         if "discords" in self.members:
             raise ValueError("members must be windowed detectors (e.g. 'ae'), not 'discords'")
+        if self.rough_prominence < 0:
+            raise ValueError(f"rough_prominence must be >= 0, got {self.rough_prominence}")
         if self.zone <= 0:
             raise ValueError(f"zone must be positive, got {self.zone}")
         if self.spike is not None and self.spike <= 1:
@@ -183,10 +196,13 @@ class Discords:
         floor = STD_FLOOR * float(td.std())
         # Statistics (medians, peaks) of the part after the training part, where there is one.
         scored_from = len(td) if continues and len(xd) > len(td) else 0
+        series = {"z": (xd, td), "r": (xd, td)}
+        if "n" in cfg.kinds:
+            series["n"] = roughness(x, self.train_, f)
         profiles, references, zones = [], [], []
         for m in lengths:
             for kind in cfg.kinds:
-                profile, reference = self._profile(xd, td, continues, m, kind == "z", floor)
+                profile, reference = self._profile(*series[kind], continues, m, kind == "z", floor)
                 profiles.append(profile)
                 references.append(reference)
                 zones.append(int(cfg.zone * max(m, period)))
@@ -210,7 +226,13 @@ class Discords:
         best = None
         if cfg.combine in ("novel", "select"):
             by_novelty = cfg.combine == "novel" and max(novel) > 0  # else by prominence
-            best = int(np.argmax(novel if by_novelty else stand_out))
+            # Roughness profiles below their prominence bar are not candidates.
+            trusted = [
+                kind != "n" or prom >= cfg.rough_prominence
+                for (_, kind), prom in zip(pairs, stand_out, strict=True)
+            ]
+            trusted = trusted if any(trusted) else [True] * len(trusted)
+            best = int(np.argmax(np.where(trusted, novel if by_novelty else stand_out, -np.inf)))
             unit = float(np.max(references[best]) if by_novelty else np.median(scored[best]))
             out = full[best] if full[best] is not None else np.repeat(profiles[best], f)[: len(x)]
             out = out / max(unit, 1e-12)
@@ -274,6 +296,15 @@ class Discords:
         out = np.full(n, fill)
         out[m // 2 : m // 2 + len(d)] = d
         return out
+
+
+def roughness(x: np.ndarray, train: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
+    """The roughness of a series ``x`` and of the training series ``train`` (both ``(T, C)``,
+    full resolution): each point's jump, averaged over blocks of ``factor`` points, over the
+    training series' median of the same per channel."""
+    rx, rt = downsample(_jumps(x), factor), downsample(_jumps(train), factor)
+    unit = np.maximum(np.median(rt, axis=0), 1e-12) if len(rt) else 1.0
+    return rx / unit, rt / unit
 
 
 def novelty(scored: np.ndarray, reference: np.ndarray | None) -> float:

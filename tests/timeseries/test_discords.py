@@ -7,7 +7,7 @@ from sklearn.metrics import roc_auc_score
 import jax_anomaly as ja
 from jax_anomaly.data.series import make_series
 from jax_anomaly.timeseries import fit_series, score_series
-from jax_anomaly.timeseries.discords import Discords, DiscordsConfig, downsample
+from jax_anomaly.timeseries.discords import Discords, DiscordsConfig, downsample, roughness
 from jax_anomaly.timeseries.profile import join, window_rows
 
 
@@ -110,6 +110,8 @@ def test_discords_config_errors_are_clear():
         DiscordsConfig(members=("discords",))
     with pytest.raises(ValueError, match="points"):
         DiscordsConfig(points="last")
+    with pytest.raises(ValueError, match="rough_prominence"):
+        DiscordsConfig(rough_prominence=-1)
     with pytest.raises(ValueError, match="spike must be > 1"):
         DiscordsConfig(spike=0.5)
     wave = np.sin(np.arange(400) / 3)[:, None]
@@ -143,6 +145,8 @@ def test_a_one_point_jump_hidden_by_averaging_is_found_at_full_resolution():
 
     plain = fitted(spike=None).score(x[:, None])
     assert 30_000 - 100 <= int(np.argmax(plain[20_000:])) + 20_000 < 30_500 + 100
+    shape_and_level = fitted(kinds=("z", "r")).score(x[:, None])
+    assert not 44_000 - 100 <= int(np.argmax(shape_and_level[20_000:])) + 20_000 < 44_150 + 100
     out = fitted().details(x[:, None])
     assert out["factor"] == 6 and out["spike"] > 2
     assert int(np.argmax(out["score"][20_000:])) + 20_000 == 41_234
@@ -155,7 +159,7 @@ def test_a_one_point_jump_hidden_by_averaging_is_found_at_full_resolution():
 
 
 def test_novel_keeps_the_profile_most_beyond_its_training_maximum_in_its_units(collective):
-    det = Discords(members=(), spike=None, combine="novel").fit(collective.train)
+    det = Discords(members=(), spike=None, combine="novel", kinds=("z", "r")).fit(collective.train)
     out = det.details(collective.test)  # a separate series: the training windows are profiled too
     novelty = [p[2] for p in out["profiles"]]
     assert len(novelty) == 4 and min(novelty) > 0  # two lengths, z and raw
@@ -165,7 +169,7 @@ def test_novel_keeps_the_profile_most_beyond_its_training_maximum_in_its_units(c
     assert novelty[out["chosen"]] > 1.2
     assert roc_auc_score(collective.test_labels, out["score"]) > 0.9
     # ``select`` (the default) judges the same profiles by their prominence in the scored part.
-    picked = Discords(members=()).fit(collective.train).details(collective.test)
+    picked = Discords(members=(), kinds=("z", "r")).fit(collective.train).details(collective.test)
     assert picked["chosen"] == int(np.argmax([p[3] for p in picked["profiles"]]))
     # An extra candidate without a reference (no continued training part) is not eligible.
     extra = {"flat": np.linspace(0, 100, len(collective.test))}
@@ -173,3 +177,42 @@ def test_novel_keeps_the_profile_most_beyond_its_training_maximum_in_its_units(c
     assert with_extra["profiles"][-1][2] == 0 and with_extra["chosen"] == out["chosen"]
     ref = det.details(collective.test, extra, {"flat": np.ones(10)})
     assert ref["chosen"] == 4  # its top, 100, is 100 times its reference's
+
+
+def test_roughness_is_each_points_jump_averaged_over_blocks_per_channel():
+    rng = np.random.default_rng(5)
+    train, x = rng.standard_normal((40, 2)), rng.standard_normal((30, 2))
+    x[:, 1] *= 10
+    train[:, 1] *= 10
+
+    def jumps(a):
+        j = np.zeros_like(a)
+        j[1:-1] = np.abs(a[1:-1] - (a[:-2] + a[2:]) / 2)
+        return j
+
+    rx, rt = roughness(x, train, 3)
+    unit = np.median(downsample(jumps(train), 3), axis=0)
+    np.testing.assert_allclose(rx, downsample(jumps(x), 3) / unit)
+    np.testing.assert_allclose(np.median(rt, axis=0), 1.0)  # per channel: scales do not matter
+
+
+def test_a_noisy_stretch_hidden_by_averaging_is_found_by_the_roughness_profile():
+    rng = np.random.default_rng(6)
+    t = np.arange(60_000)
+    x = np.sin(2 * np.pi * t / 200) + 0.002 * rng.standard_normal(len(t))
+    x[44_000:44_150] += 0.08 * (-1.0) ** np.arange(150)  # a tremor that averaging by 6 cancels
+
+    def fitted(**kw):
+        return Discords(max_points=10_000, members=(), spike=None, **kw).fit(x[:20_000, None])
+
+    shape_and_level = fitted(kinds=("z", "r")).score(x[:, None])
+    assert not 44_000 - 100 <= int(np.argmax(shape_and_level[20_000:])) + 20_000 < 44_150 + 100
+    out = fitted().details(x[:, None])
+    assert out["factor"] == 6
+    kind = out["profiles"][out["chosen"]][1]
+    assert kind == "n" and out["profiles"][out["chosen"]][3] >= 2.0
+    top = int(np.argmax(out["score"][20_000:])) + 20_000
+    assert 44_000 - 100 <= top < 44_150 + 100
+    # Below its prominence bar a roughness profile is never chosen.
+    strict = fitted(rough_prominence=1e9).details(x[:, None])
+    assert strict["profiles"][strict["chosen"]][1] != "n"
