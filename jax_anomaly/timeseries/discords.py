@@ -41,6 +41,9 @@ KINDS = ("z", "r", "n")  # z-normalised windows, raw windows, raw windows of the
 JOINS = ("all", "train")
 COMBINES = ("select", "novel", "mean")
 POINTS = ("centre", "mean")
+# The floor of the roughness (in units of the training series' median) before its log in
+# the smoothness test: exactly flat stretches count as this rough.
+SMOOTH_FLOOR = 1e-3
 # Reference positions of a separate training series: far from every scored window, so the
 # exclusion zone never applies between the two.
 _APART = -(2**30)
@@ -68,6 +71,9 @@ class DiscordsConfig:
     spike: a scored point whose jump (distance from the mean of its two neighbours, per
       channel over the largest in the normal series ``fit`` was given) is at least this is
       raised above the chosen profile; None: no full-resolution test.
+    smooth: where the scored part holds a stretch (of the shortest window's length) this many
+      times smoother than any in the training series (mean log roughness), its points are
+      raised above the chosen profile, peaked at its centre; None: no smoothness test.
     min_length, max_length: bounds of a window length (points after averaging).
     """
 
@@ -81,6 +87,7 @@ class DiscordsConfig:
     members: tuple[str, ...] = ("ae",)
     max_points: int = 20_000
     spike: float | None = 2.0
+    smooth: float | None = 4.0
     min_length: int = 4
     max_length: int = 512
 
@@ -104,6 +111,10 @@ class DiscordsConfig:
         if self.spike is not None and self.spike <= 1:
             raise ValueError(
                 f"spike must be > 1 (a multiple of the training series' sharpest jump), got {self.spike}"
+            )
+        if self.smooth is not None and self.smooth <= 1:
+            raise ValueError(
+                f"smooth must be > 1 (times smoother than the training series), got {self.smooth}"
             )
         if self.max_points < 100:
             raise ValueError(f"max_points must be >= 100, got {self.max_points}")
@@ -239,6 +250,15 @@ class Discords:
         else:
             out = np.mean([_robust(p, q) for p, q in zip(profiles, scored, strict=True)], axis=0)
             out = np.repeat(out, f)[: len(x)]
+        rough = series["n"] if "n" in series else roughness(x, self.train_, f)
+        smooth, start = smoothest_stretch(*rough, lengths[0], len(td) if continues else None)
+        if cfg.smooth is not None and smooth >= cfg.smooth:
+            # A tent over the stretch's points, peaked at its centre, above the profile's top.
+            lo, hi = start * f, min(len(x), (start + lengths[0]) * f)
+            span = max(float(out.max() - out.min()), 1e-12)
+            tent = 1.0 - np.abs(np.arange(lo, hi) - (lo + hi - 1) / 2) / ((hi - lo) / 2 + 1)
+            out = out.copy()
+            out[lo:hi] = out.max() + tent * span
         ratio = jump_ratio(x, self.jump_scale_)
         spike = float(ratio[scored_from * f :].max()) if len(x) > scored_from * f else 0.0
         if cfg.spike is not None and spike >= cfg.spike:
@@ -250,7 +270,14 @@ class Discords:
         names = [
             (m * f, kind, float(v), float(r)) for (m, kind), v, r in zip(pairs, novel, stand_out, strict=True)
         ]
-        return {"score": out, "factor": f, "profiles": names, "chosen": best, "spike": spike}
+        return {
+            "score": out,
+            "factor": f,
+            "profiles": names,
+            "chosen": best,
+            "spike": spike,
+            "smooth": smooth,
+        }
 
     def _profile(self, xd, td, continues, m, normalise, floor) -> tuple[np.ndarray, np.ndarray | None]:
         """One profile on the averaged series' points, divided by the root of the window
@@ -305,6 +332,40 @@ def roughness(x: np.ndarray, train: np.ndarray, factor: int) -> tuple[np.ndarray
     rx, rt = downsample(_jumps(x), factor), downsample(_jumps(train), factor)
     unit = np.maximum(np.median(rt, axis=0), 1e-12) if len(rt) else 1.0
     return rx / unit, rt / unit
+
+
+def smoothest_stretch(
+    rough: np.ndarray, rough_train: np.ndarray, length: int, continues_from: int | None
+) -> tuple[float, int]:
+    """How much smoother the scored part's smoothest stretch of ``length`` points is than any
+    stretch of the training series, and where it starts: the mean log roughness
+    (``roughness``, floored at ``SMOOTH_FLOOR``) over each stretch; the ratio is
+    exp(training minimum - scored minimum) in the channel where it is largest.
+
+    ``rough`` covers the scored series, ``rough_train`` the training series; with
+    ``continues_from`` (the scored series continues the training series, whose points it
+    holds up to there) the training stretches are those inside the first ``continues_from``
+    points of ``rough`` and the scored ones those that reach beyond. (1.0, 0) where either
+    part has no whole stretch."""
+    kernel = np.ones(length) / length
+
+    def means(r):
+        lr = np.log(np.maximum(r, 0.0) + SMOOTH_FLOOR)
+        if len(lr) < length:
+            return np.zeros((0, lr.shape[1]))
+        return np.stack([np.convolve(lr[:, c], kernel, mode="valid") for c in range(lr.shape[1])], 1)
+
+    if continues_from is None:
+        train, scored, offset = means(rough_train), means(rough), 0
+    else:
+        both = means(rough)
+        cut = max(0, continues_from - length + 1)
+        train, scored, offset = both[:cut], both[cut:], cut
+    if not len(train) or not len(scored):
+        return 1.0, 0
+    gap = train.min(0) - scored.min(0)  # per channel, log units
+    c = int(np.argmax(gap))
+    return float(np.exp(gap[c])), offset + int(np.argmin(scored[:, c]))
 
 
 def novelty(scored: np.ndarray, reference: np.ndarray | None) -> float:

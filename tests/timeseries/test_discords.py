@@ -7,7 +7,13 @@ from sklearn.metrics import roc_auc_score
 import jax_anomaly as ja
 from jax_anomaly.data.series import make_series
 from jax_anomaly.timeseries import fit_series, score_series
-from jax_anomaly.timeseries.discords import Discords, DiscordsConfig, downsample, roughness
+from jax_anomaly.timeseries.discords import (
+    Discords,
+    DiscordsConfig,
+    downsample,
+    roughness,
+    smoothest_stretch,
+)
 from jax_anomaly.timeseries.profile import join, window_rows
 
 
@@ -112,6 +118,8 @@ def test_discords_config_errors_are_clear():
         DiscordsConfig(points="last")
     with pytest.raises(ValueError, match="rough_prominence"):
         DiscordsConfig(rough_prominence=-1)
+    with pytest.raises(ValueError, match="smooth must be > 1"):
+        DiscordsConfig(smooth=0.5)
     with pytest.raises(ValueError, match="spike must be > 1"):
         DiscordsConfig(spike=0.5)
     wave = np.sin(np.arange(400) / 3)[:, None]
@@ -216,3 +224,40 @@ def test_a_noisy_stretch_hidden_by_averaging_is_found_by_the_roughness_profile()
     # Below its prominence bar a roughness profile is never chosen.
     strict = fitted(rough_prominence=1e9).details(x[:, None])
     assert strict["profiles"][strict["chosen"]][1] != "n"
+
+
+def test_smoothest_stretch_against_a_direct_reference():
+    rng = np.random.default_rng(7)
+    train, scored = rng.uniform(0.5, 2.0, (50, 2)), rng.uniform(0.5, 2.0, (40, 2))
+    scored[20:25, 1] = 0.01  # much smoother than anything in the training roughness
+    ratio, start = smoothest_stretch(scored, train, 5, None)
+
+    def stretch_means(r):
+        return np.array([np.log(r[i : i + 5] + 1e-3).mean(0) for i in range(len(r) - 4)])
+
+    gap = stretch_means(train).min(0) - stretch_means(scored).min(0)
+    np.testing.assert_allclose(ratio, np.exp(gap.max()), rtol=1e-10)
+    assert start == 20 and ratio > 20
+    # A continued series: its first 50 points are the training part.
+    both = np.concatenate([train, scored])
+    assert smoothest_stretch(both, train, 5, 50) == pytest.approx((ratio, 70))
+
+
+def test_a_stretch_smoother_than_any_in_training_is_raised_to_the_top():
+    rng = np.random.default_rng(8)
+    t = np.arange(60_000)
+    x = np.sin(2 * np.pi * t / 300) + 0.02 * rng.standard_normal(len(t))
+    # An interpolated stretch (a sensor that froze and was filled in): its shape and level
+    # match the wave, averaging by 6 leaves the same values, only its texture is missing.
+    x[47_000:47_120] = np.sin(2 * np.pi * t[47_000:47_120] / 300)
+
+    def fitted(**kw):
+        return Discords(max_points=10_000, members=(), spike=None, **kw).fit(x[:20_000, None])
+
+    out = fitted().details(x[:, None])
+    assert out["smooth"] > 4
+    top = int(np.argmax(out["score"][20_000:])) + 20_000
+    assert 47_000 <= top < 47_120
+    off = fitted(smooth=None).details(x[:, None])
+    assert off["smooth"] == pytest.approx(out["smooth"])  # measured either way, raised only with it
+    assert not 47_000 - 100 <= int(np.argmax(off["score"][20_000:])) + 20_000 < 47_120 + 100
