@@ -176,3 +176,32 @@ def test_image_scores_table_of_a_model_variant(tmp_path):
     assert set(table["fpr"]) == set(table["mean"]) and all(0 <= v <= 100 for v in table["fpr"].values())
     text = (tmp_path / "image_scores_digits_l4_quick.md").read_text()
     assert "D-256-128-4" in text and "peak3" in text and "test normals flagged" in text
+
+
+def test_defect_features_distances_and_feature_maps(defect_tiles):
+    import jax
+
+    from jax_anomaly.config import TrainConfig
+    from jax_anomaly.detectors import defects
+
+    exp = _module("defect_features")
+    rng = np.random.default_rng(0)
+    bank, queries = rng.standard_normal((300, 5)), rng.standard_normal((50, 5))
+    want = np.sqrt(((queries[:, None] - bank[None]) ** 2).sum(-1)).min(1)
+    np.testing.assert_allclose(exp.patch_distances(bank, queries, chunk=16), want, rtol=1e-4, atol=1e-4)
+
+    cfg = defects.PRESETS["tiny"]  # 16x16 grey, channels 4, 8
+    fitted = defects.DETECTOR.fit(
+        cfg, TrainConfig(epochs=2, batch_size=32), defect_tiles.x_train, key=jax.random.key(0), progress=False
+    )
+    model = defects.build_model(cfg, 256)
+    maps = exp.feature_maps(model, fitted.params, defect_tiles.x_test[:7], "down_0b+down_1b", 3, batch=4)
+    assert maps.shape == (7, 16, 16, 12) and (maps >= 0).all()
+    # A test tile's farthest patch from every training patch finds the spots and lines.
+    bank = exp.feature_maps(model, fitted.params, defect_tiles.x_train, "down_0b+down_1b", 3)
+    test = exp.feature_maps(model, fitted.params, defect_tiles.x_test, "down_0b+down_1b", 3)
+    far = exp.patch_distances(bank.reshape(-1, 12), test.reshape(-1, 12)).reshape(len(test), -1).max(1)
+    assert roc_auc_score(defect_tiles.y_test, far) > 0.95
+    # The deeper layer is upsampled to the first one's grid; pool 1 leaves the ReLU outputs as they are.
+    deep = exp.feature_maps(model, fitted.params, defect_tiles.x_test[:7], "down_1b", 1)
+    assert deep.shape == (7, 8, 8, 8)

@@ -22,6 +22,8 @@ smooth), so a third kind of profile, ``n``, joins raw windows of the series' rou
 point's jump (its distance from the mean of its two neighbours) at full resolution, averaged
 over the same blocks. A roughness profile is kept only where its top stands out clearly
 (prominence at least ``rough_prominence``): alone it solves fewer series than the others.
+A stretch that is far smoother than any in the training series (``smoothness`` times, in mean
+log roughness: a stretch that was filled in) is raised above the chosen profile.
 
 Averaging hides a one-point anomaly, so one test runs at full resolution: where the scored
 part holds a jump (a point's distance from the mean of its two neighbours) ``spike`` times
@@ -71,7 +73,7 @@ class DiscordsConfig:
     spike: a scored point whose jump (distance from the mean of its two neighbours, per
       channel over the largest in the normal series ``fit`` was given) is at least this is
       raised above the chosen profile; None: no full-resolution test.
-    smooth: where the scored part holds a stretch (of the shortest window's length) this many
+    smoothness: where the scored part holds a stretch (of the shortest window's length) this many
       times smoother than any in the training series (mean log roughness), its points are
       raised above the chosen profile, peaked at its centre; None: no smoothness test.
     min_length, max_length: bounds of a window length (points after averaging).
@@ -87,7 +89,7 @@ class DiscordsConfig:
     members: tuple[str, ...] = ("ae",)
     max_points: int = 20_000
     spike: float | None = 2.0
-    smooth: float | None = 4.0
+    smoothness: float | None = 4.0
     min_length: int = 4
     max_length: int = 512
 
@@ -112,9 +114,9 @@ class DiscordsConfig:
             raise ValueError(
                 f"spike must be > 1 (a multiple of the training series' sharpest jump), got {self.spike}"
             )
-        if self.smooth is not None and self.smooth <= 1:
+        if self.smoothness is not None and self.smoothness <= 1:
             raise ValueError(
-                f"smooth must be > 1 (times smoother than the training series), got {self.smooth}"
+                f"smoothness must be > 1 (times smoother than the training series), got {self.smoothness}"
             )
         if self.max_points < 100:
             raise ValueError(f"max_points must be >= 100, got {self.max_points}")
@@ -181,9 +183,10 @@ class Discords:
     ) -> dict:
         """``score`` (T,) as ``score``, with ``factor`` (the averaging), ``profiles``: a list of
         ``(length in points of the series, kind, novelty, prominence)``, ``chosen`` (its index
-        in that list; None for ``combine='mean'``) and ``spike`` (the scored part's sharpest
+        in that list; None for ``combine='mean'``), ``spike`` (the scored part's sharpest
         jump over the training series'; the score was raised there when it is >=
-        ``config.spike``).
+        ``config.spike``) and ``smoothness`` (how many times smoother the scored part's smoothest
+        stretch is than the training series'; raised there when >= ``config.smoothness``).
 
         ``extra``: more point scores ``(T,)`` of the series by name (another detector's), each
         one more candidate profile (kind = its name, length 0). Its novelty is judged against
@@ -251,8 +254,8 @@ class Discords:
             out = np.mean([_robust(p, q) for p, q in zip(profiles, scored, strict=True)], axis=0)
             out = np.repeat(out, f)[: len(x)]
         rough = series["n"] if "n" in series else roughness(x, self.train_, f)
-        smooth, start = smoothest_stretch(*rough, lengths[0], len(td) if continues else None)
-        if cfg.smooth is not None and smooth >= cfg.smooth:
+        smoothness, start = smoothest_stretch(*rough, lengths[0], len(td) if continues else None)
+        if cfg.smoothness is not None and smoothness >= cfg.smoothness:
             # A tent over the stretch's points, peaked at its centre, above the profile's top.
             lo, hi = start * f, min(len(x), (start + lengths[0]) * f)
             span = max(float(out.max() - out.min()), 1e-12)
@@ -276,7 +279,7 @@ class Discords:
             "profiles": names,
             "chosen": best,
             "spike": spike,
-            "smooth": smooth,
+            "smoothness": smoothness,
         }
 
     def _profile(self, xd, td, continues, m, normalise, floor) -> tuple[np.ndarray, np.ndarray | None]:

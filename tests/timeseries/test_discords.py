@@ -118,8 +118,8 @@ def test_discords_config_errors_are_clear():
         DiscordsConfig(points="last")
     with pytest.raises(ValueError, match="rough_prominence"):
         DiscordsConfig(rough_prominence=-1)
-    with pytest.raises(ValueError, match="smooth must be > 1"):
-        DiscordsConfig(smooth=0.5)
+    with pytest.raises(ValueError, match="smoothness must be > 1"):
+        DiscordsConfig(smoothness=0.5)
     with pytest.raises(ValueError, match="spike must be > 1"):
         DiscordsConfig(spike=0.5)
     wave = np.sin(np.arange(400) / 3)[:, None]
@@ -255,9 +255,9 @@ def test_a_stretch_smoother_than_any_in_training_is_raised_to_the_top():
         return Discords(max_points=10_000, members=(), spike=None, **kw).fit(x[:20_000, None])
 
     out = fitted().details(x[:, None])
-    assert out["smooth"] > 4
+    assert out["smoothness"] > 4
     top = int(np.argmax(out["score"][20_000:])) + 20_000
     assert 47_000 <= top < 47_120
-    off = fitted(smooth=None).details(x[:, None])
-    assert off["smooth"] == pytest.approx(out["smooth"])  # measured either way, raised only with it
+    off = fitted(smoothness=None).details(x[:, None])
+    assert off["smoothness"] == pytest.approx(out["smoothness"])  # measured either way, raised only with it
     assert not 47_000 - 100 <= int(np.argmax(off["score"][20_000:])) + 20_000 < 47_120 + 100
