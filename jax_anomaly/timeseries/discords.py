@@ -146,10 +146,12 @@ class Discords:
     ) -> Discords:
         """Keeps the (scaled) training series ``(T, C)``; ``period``: the points the window
         lengths are multiples of (None: the series' dominant period after averaging);
-        ``normal``: the whole normal series the jump test measures against, where ``series``
-        is only part of it (``fit_series`` holds a stretch out for the threshold)."""
+        ``normal``: the whole normal series the jump and smoothness tests measure against,
+        where ``series`` is only part of it (``fit_series`` holds a stretch out for the
+        threshold)."""
         self.train_ = np.asarray(series, np.float64)
-        self.jump_scale_ = jump_scale(self.train_ if normal is None else normal)
+        self.normal_ = self.train_ if normal is None else np.asarray(normal, np.float64)
+        self.jump_scale_ = jump_scale(self.normal_)
         self.period_ = period
         self.members_ = []  # fitted members' SeriesModels (``fit_series`` sets them)
         return self
@@ -253,8 +255,12 @@ class Discords:
         else:
             out = np.mean([_robust(p, q) for p, q in zip(profiles, scored, strict=True)], axis=0)
             out = np.repeat(out, f)[: len(x)]
-        rough = series["n"] if "n" in series else roughness(x, self.train_, f)
-        smoothness, start = smoothest_stretch(*rough, lengths[0], len(td) if continues else None)
+        # Against the whole normal series (a scored series that continues it: its first part).
+        normal = self.normal_
+        after = len(x) >= len(normal) and np.array_equal(x[: len(normal)], normal)
+        smoothness, start = smoothest_stretch(
+            *roughness(x, normal, f), lengths[0], -(-len(normal) // f) if after else None
+        )
         if cfg.smoothness is not None and smoothness >= cfg.smoothness:
             # A tent over the stretch's points, peaked at its centre, above the profile's top.
             lo, hi = start * f, min(len(x), (start + lengths[0]) * f)

@@ -261,3 +261,10 @@ def test_a_stretch_smoother_than_any_in_training_is_raised_to_the_top():
     off = fitted(smoothness=None).details(x[:, None])
     assert off["smoothness"] == pytest.approx(out["smoothness"])  # measured either way, raised only with it
     assert not 47_000 - 100 <= int(np.argmax(off["score"][20_000:])) + 20_000 < 47_120 + 100
+    # Measured against the whole normal series: a filled-in stretch in its held-out part
+    # (fit_series fits on the first part only) makes the scored one nothing new.
+    y = x.copy()
+    y[17_000:17_120] = np.sin(2 * np.pi * t[17_000:17_120] / 300)
+    held = Discords(max_points=10_000, members=(), spike=None).fit(y[:16_000, None], normal=y[:20_000, None])
+    assert held.details(y[:, None])["smoothness"] < 2
+    assert fitted().fit(y[:16_000, None]).details(y[:, None])["smoothness"] > 4  # the fitting part alone
