@@ -22,7 +22,7 @@ smooth), so a third kind of profile, ``n``, joins raw windows of the series' rou
 point's jump (its distance from the mean of its two neighbours) at full resolution, averaged
 over the same blocks. A roughness profile is kept only where its top stands out clearly
 (prominence at least ``rough_prominence``): alone it solves fewer series than the others.
-A stretch that is far smoother than any in the training series (``smoothness`` times, in mean
+A stretch that is far smoother than any in the normal series (``smoothness`` times, in mean
 log roughness: a stretch that was filled in) is raised above the chosen profile.
 
 Averaging hides a one-point anomaly, so one test runs at full resolution: where the scored
@@ -73,9 +73,10 @@ class DiscordsConfig:
     spike: a scored point whose jump (distance from the mean of its two neighbours, per
       channel over the largest in the normal series ``fit`` was given) is at least this is
       raised above the chosen profile; None: no full-resolution test.
-    smoothness: where the scored part holds a stretch (of the shortest window's length) this many
-      times smoother than any in the training series (mean log roughness), its points are
-      raised above the chosen profile, peaked at its centre; None: no smoothness test.
+    smoothness: where the scored part holds a stretch (of the shortest window's length) this
+      many times smoother than any in the normal series ``fit`` was given (mean log
+      roughness), its points are raised above the chosen profile, peaked at its centre;
+      None: no smoothness test.
     min_length, max_length: bounds of a window length (points after averaging).
     """
 
