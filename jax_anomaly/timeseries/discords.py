@@ -265,18 +265,15 @@ class Discords:
         if cfg.smoothness is not None and smoothness >= cfg.smoothness:
             # A tent over the stretch's points, peaked at its centre, above the profile's top.
             lo, hi = start * f, min(len(x), (start + lengths[0]) * f)
-            span = max(float(out.max() - out.min()), 1e-12)
-            tent = 1.0 - np.abs(np.arange(lo, hi) - (lo + hi - 1) / 2) / ((hi - lo) / 2 + 1)
-            out = out.copy()
-            out[lo:hi] = out.max() + tent * span
+            tent = np.zeros(len(x))
+            tent[lo:hi] = 1.0 - np.abs(np.arange(lo, hi) - (lo + hi - 1) / 2) / ((hi - lo) / 2 + 1)
+            out = _raise_above(out, tent)
         ratio = jump_ratio(x, self.jump_scale_)
         spike = float(ratio[scored_from * f :].max()) if len(x) > scored_from * f else 0.0
         if cfg.spike is not None and spike >= cfg.spike:
             raised = np.where(ratio >= cfg.spike, ratio, 0.0)
             raised[: scored_from * f] = 0.0
-            raised = raised / spike  # 1 at the sharpest jump
-            span = max(float(out.max() - out.min()), 1e-12)
-            out = np.where(raised > 0, out.max() + raised * span, out)
+            out = _raise_above(out, raised / spike)  # 1 at the sharpest jump
         names = [
             (m * f, kind, float(v), float(r)) for (m, kind), v, r in zip(pairs, novel, stand_out, strict=True)
         ]
@@ -333,6 +330,13 @@ class Discords:
         out = np.full(n, fill)
         out[m // 2 : m // 2 + len(d)] = d
         return out
+
+
+def _raise_above(scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``scores`` with the points of positive ``weights`` (in (0, 1]) raised above their
+    maximum: to it plus ``weights`` times their span (the full-resolution tests' raise)."""
+    span = max(float(scores.max() - scores.min()), 1e-12)
+    return np.where(weights > 0, scores.max() + weights * span, scores)
 
 
 def roughness(x: np.ndarray, train: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
