@@ -1,15 +1,14 @@
 """Nearest-neighbour distances on the features of the synthetic-defect segmenter
-(``defects``): does the network that learned to find pasted defects also describe normal
-texture well enough that a test patch far from every training patch is a defect?
+(``defects``): its patch bank (``DefectsConfig.bank_levels``) scores an image by its patch
+farthest from every normal patch, where the segmenter alone scores its map's maximum. This
+measures the two side by side on the ``magnetic_tile`` suite's splits, and other banks
+(``--levels``: the deepest levels joined; ``--pool``) on the same fitted network.
 
-For each seed of the ``magnetic_tile`` suite's split: the ``defects`` detector is fitted with
-its defaults (or loaded from ``--models``, where an earlier run saved it), then every
-training photograph's feature maps at ``--layers`` (ReLU outputs of the U-Net's layers; ``a+b``
-joins b upsampled to a's grid), averaged over ``--pool`` x ``--pool`` neighbours, make the
-bank; a test patch scores its distance to the nearest bank patch
-(``detectors.neighbors``, blocked matrix products), an image its highest patch, and the
-upsampled patch map is judged against the masks. The segmenter's own map and score are
-measured beside on the same split.
+For each seed: the ``defects`` detector is fitted with its defaults (or loaded from
+``--models``, where an earlier run saved it); its ``segmenter`` score and map, its bank score
+(``score``) and the upsampled patch map (``patches``) are judged against the labels and masks
+(``suites.images.image_metrics``). The banks of ``--levels`` are built from the same network
+with the library's functions (``defects.patch_features``, ``neighbors``).
 
     python experiments/defect_features.py --seeds 0-4 --models /tmp/defects_models
 
@@ -19,47 +18,29 @@ Writes results/magnetic_tile/defect_features.json (and prints a table).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
 from pathlib import Path
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jax_anomaly.data.images import TRAIN_FRACTION, image_split, load_magnetic_tile
-from jax_anomaly.detectors.defects import build_model
+from jax_anomaly.detectors import defects
 from jax_anomaly.detectors.neighbors import nearest_distances, reference_blocks
 from jax_anomaly.environment import versions
 from jax_anomaly.estimators import estimator_for, load
-from jax_anomaly.image_scores import split_scale
 from jax_anomaly.suites.images import image_metrics
 
 
-def feature_maps(model, params, rows: np.ndarray, spec: str, pool: int, batch: int = 32) -> np.ndarray:
-    """(N, h, w, C) feature maps of ``rows`` (N, D): the ReLU outputs of the layers named in
-    ``spec`` (``a+b``: b resized to a's grid and joined on the channels), box-averaged over
-    ``pool`` x ``pool``."""
-    names = spec.split("+")
-
-    @jax.jit
-    def one_batch(xb):
-        _, state = model.apply({"params": params}, xb, capture_intermediates=True)
-        inter = state["intermediates"]
-        maps = [nn.relu(inter[n]["__call__"][0]) for n in names]
-        grid = maps[0].shape[1:3]
-        maps = [maps[0]] + [
-            jax.image.resize(m, (m.shape[0], *grid, m.shape[3]), "bilinear") for m in maps[1:]
-        ]
-        out = jnp.concatenate(maps, -1)
-        if pool > 1:
-            out = nn.avg_pool(out, (pool, pool), padding="SAME", count_include_pad=False)
-        return out
-
+def feature_maps(cfg, params, rows: np.ndarray, batch: int = 32) -> np.ndarray:
+    """(N, P, C): ``defects.patch_features`` of ``rows`` (N, D), in batches."""
+    features = jax.jit(defects.patch_features(cfg, rows.shape[1]))
     return np.concatenate(
-        [np.asarray(one_batch(jnp.asarray(rows[s : s + batch]))) for s in range(0, len(rows), batch)]
+        [np.asarray(features(params, jnp.asarray(rows[s : s + batch]))) for s in range(0, len(rows), batch)]
     )
 
 
@@ -70,6 +51,14 @@ def patch_distances(bank: np.ndarray, queries: np.ndarray, chunk: int = 2048) ->
     return np.concatenate(
         [np.asarray(nearest(jnp.asarray(queries[s : s + chunk]))) for s in range(0, len(queries), chunk)]
     )
+
+
+def upsampled(patches: np.ndarray, size: int) -> np.ndarray:
+    """(N, P) patch scores on a square grid -> (N, size, size), bilinear."""
+    n, p = patches.shape
+    side = int(round(np.sqrt(p)))
+    grid = jnp.asarray(patches.reshape(n, side, side))
+    return np.asarray(jax.image.resize(grid, (n, size, size), "bilinear"))
 
 
 def fitted_segmenter(seed: int, x: np.ndarray, models: Path | None):
@@ -96,14 +85,15 @@ def _pct(metrics: dict) -> dict:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", default="0")
-    ap.add_argument("--layers", default="down_2b+down_3b", help="comma-separated specs, each a or a+b")
-    ap.add_argument("--pool", type=int, default=3)
-    ap.add_argument("--models", type=Path, default=None, help="folder to load / save the fitted segmenters")
+    ap.add_argument("--levels", default="1", help="comma-separated bank_levels of further banks to measure")
+    ap.add_argument("--pool", type=int, default=3, help="bank_pool of the further banks")
+    ap.add_argument("--models", type=Path, default=None, help="folder to load / save the fitted detectors")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--out", type=Path, default=Path("results/magnetic_tile/defect_features.json"))
     args = ap.parse_args(argv)
     lo, _, hi = args.seeds.partition("-")
     seeds = list(range(int(lo), int(hi) + 1)) if hi else [int(s) for s in args.seeds.split(",")]
+    levels = [int(v) for v in args.levels.split(",") if v]
     rows = []
     for seed in seeds:
         est0 = estimator_for("defects", seed=seed, dataset="magnetic_tile")
@@ -112,52 +102,48 @@ def main(argv=None) -> None:
         x = data.images.reshape(len(data), -1).astype(np.float32) / 255.0
         train, test = image_split(data.labels, seed, TRAIN_FRACTION)
         est, fit_s = fitted_segmenter(seed, x[train], args.models)
-        params, _ = split_scale(est.fitted_.params)
-        model = build_model(est.fitted_.config, x.shape[1])
+        cfg, net = est.fitted_.config, est.fitted_.params["net"]
         labels, kinds, masks = data.labels[test], data.kinds[test], data.masks[test]
         t0 = time.perf_counter()
-        seg = est.score_details(x[test])
-        seg_s = time.perf_counter() - t0
-        seg_maps = np.asarray(seg["map"]).reshape(len(test), size, size)
-        row = {
-            "seed": seed,
-            "fit_seconds": fit_s,
-            "segmenter": {
-                **_pct(image_metrics(labels, kinds, np.asarray(seg["score"]), masks, seg_maps)),
-                "seconds": seg_s,
-            },
+        out = est.score_details(x[test])
+        score_s = time.perf_counter() - t0
+        seg_map = np.asarray(out["map"]).reshape(len(test), size, size)
+        row = {"seed": seed, "fit_seconds": fit_s, "score_seconds": score_s}
+        row["segmenter"] = _pct(image_metrics(labels, kinds, np.asarray(out["segmenter"]), masks, seg_map))
+        patch_map = upsampled(np.asarray(out["patches"]), size)
+        row["bank"] = {
+            **_pct(image_metrics(labels, kinds, np.asarray(out["score"]), masks, patch_map)),
+            "levels": cfg.bank_levels,
+            "pool": cfg.bank_pool,
         }
-        for spec in args.layers.split(","):
+        for lv in levels:
+            other = dataclasses.replace(cfg, bank_levels=lv, bank_pool=args.pool)
             t0 = time.perf_counter()
-            bank = feature_maps(model, params, x[train], spec, args.pool)
-            queries = feature_maps(model, params, x[test], spec, args.pool)
-            n, h, w, c = queries.shape
-            dist = patch_distances(bank.reshape(-1, c), queries.reshape(-1, c)).reshape(n, h, w)
-            maps = np.asarray(jax.image.resize(jnp.asarray(dist), (n, size, size), "bilinear"))
-            took = time.perf_counter() - t0
-            metrics = image_metrics(labels, kinds, dist.reshape(n, -1).max(1), masks, maps)
-            row[spec] = {
+            bank = feature_maps(other, net, x[train])
+            queries = feature_maps(other, net, x[test])
+            n, p, c = queries.shape
+            dist = patch_distances(bank.reshape(-1, c), queries.reshape(-1, c)).reshape(n, p)
+            metrics = image_metrics(labels, kinds, dist.max(1), masks, upsampled(dist, size))
+            row[f"levels{lv}"] = {
                 **_pct(metrics),
-                "grid": [h, w],
-                "channels": c,
-                "bank": int(bank.shape[0] * h * w),
-                "seconds": took,
+                "bank": int(bank.shape[0] * p),
+                "seconds": time.perf_counter() - t0,
             }
+        for name in ["bank", *(f"levels{lv}" for lv in levels)]:
             print(
-                f"seed {seed} {spec:>16} image {row[spec]['image_auroc']:.1f} (segmenter "
-                f"{row['segmenter']['image_auroc']:.1f}) pixel {row[spec]['pixel_auroc']:.1f} "
-                f"({row['segmenter']['pixel_auroc']:.1f}) pro {row[spec]['pro']:.1f} "
-                f"({row['segmenter']['pro']:.1f}) {took:.0f}s",
+                f"seed {seed} {name:>8} image {row[name]['image_auroc']:.1f} (segmenter "
+                f"{row['segmenter']['image_auroc']:.1f}) pixel {row[name]['pixel_auroc']:.1f} "
+                f"({row['segmenter']['pixel_auroc']:.1f}) pro {row[name]['pro']:.1f} "
+                f"({row['segmenter']['pro']:.1f})",
                 flush=True,
             )
         rows.append(row)
-        write(args, rows)  # after every seed: an interrupted run keeps what it measured
+        write(args, rows, ["segmenter", "bank", *(f"levels{lv}" for lv in levels)])
 
 
-def write(args, rows: list[dict]) -> None:
+def write(args, rows: list[dict], specs: list[str]) -> None:
     """The JSON of the seeds measured so far, with their means (and the printed means)."""
     seeds = [r["seed"] for r in rows]
-    specs = ["segmenter", *args.layers.split(",")]
     summary = {
         s: {m: float(np.mean([r[s][m] for r in rows])) for m in ("image_auroc", "pixel_auroc", "pro")}
         for s in specs
@@ -169,6 +155,7 @@ def write(args, rows: list[dict]) -> None:
         "experiment": "defect_features",
         "versions": versions(),
         "pool": args.pool,
+        "levels": args.levels,
         "seeds": seeds,
         "rows": rows,
         "mean": summary,

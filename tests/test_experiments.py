@@ -179,6 +179,8 @@ def test_image_scores_table_of_a_model_variant(tmp_path):
 
 
 def test_defect_features_distances_and_feature_maps(defect_tiles):
+    import dataclasses
+
     import jax
 
     from jax_anomaly.config import TrainConfig
@@ -192,16 +194,24 @@ def test_defect_features_distances_and_feature_maps(defect_tiles):
 
     cfg = defects.PRESETS["tiny"]  # 16x16 grey, channels 4, 8
     fitted = defects.DETECTOR.fit(
-        cfg, TrainConfig(epochs=2, batch_size=32), defect_tiles.x_train, key=jax.random.key(0), progress=False
+        cfg,
+        TrainConfig(epochs=2, batch_size=32),
+        defect_tiles.x_train[:64],
+        key=jax.random.key(0),
+        progress=False,
     )
-    model = defects.build_model(cfg, 256)
-    maps = exp.feature_maps(model, fitted.params, defect_tiles.x_test[:7], "down_0b+down_1b", 3, batch=4)
-    assert maps.shape == (7, 16, 16, 12) and (maps >= 0).all()
-    # A test tile's farthest patch from every training patch finds the spots and lines.
-    bank = exp.feature_maps(model, fitted.params, defect_tiles.x_train, "down_0b+down_1b", 3)
-    test = exp.feature_maps(model, fitted.params, defect_tiles.x_test, "down_0b+down_1b", 3)
-    far = exp.patch_distances(bank.reshape(-1, 12), test.reshape(-1, 12)).reshape(len(test), -1).max(1)
-    assert roc_auc_score(defect_tiles.y_test, far) > 0.95
-    # The deeper layer is upsampled to the first one's grid; pool 1 leaves the ReLU outputs as they are.
-    deep = exp.feature_maps(model, fitted.params, defect_tiles.x_test[:7], "down_1b", 1)
-    assert deep.shape == (7, 8, 8, 8)
+    net = fitted.params["net"]
+    maps = exp.feature_maps(cfg, net, defect_tiles.x_test[:7], batch=4)
+    assert maps.shape == (7, 256, 12) and (maps >= 0).all()
+    # The experiment's distances are the detector's own patch scores.
+    test = exp.feature_maps(cfg, net, defect_tiles.x_test[:7])
+    train = exp.feature_maps(cfg, net, defect_tiles.x_train[:64])
+    far = exp.patch_distances(train.reshape(-1, 12), test.reshape(-1, 12)).reshape(7, -1)
+    got = defects.DETECTOR.score(fitted, defect_tiles.x_test[:7])["patches"]
+    np.testing.assert_allclose(far, got, rtol=1e-3, atol=1e-4)
+    assert exp.upsampled(far, 32).shape == (7, 32, 32)
+    # One level: the deepest alone, on its own (coarser) grid.
+    deep = exp.feature_maps(
+        dataclasses.replace(cfg, bank_levels=1, bank_pool=1), net, defect_tiles.x_test[:7]
+    )
+    assert deep.shape == (7, 64, 8)

@@ -11,6 +11,14 @@ a crack). Inside it the pixels become a darker or brighter copy of the image its
 another image of the batch, blended with the original by a random share. Half the images of
 a step get a defect, half stay normal; the loss is the cross-entropy of every pixel, defect
 and normal pixels weighted equally.
+
+The network that learned to tell pasted defects from normal texture also describes that
+texture: a second, gradient-free phase (``bank``) passes the training images through its
+deepest levels once and keeps every patch's features (the levels' outputs joined on the
+finest of their grids, box-averaged); a test image's score is its patch farthest from every
+bank patch (exact nearest-neighbour distances, blocked matrix products), as PatchCore scores
+with pretrained features. The map stays the segmenter's (it outlines defects better than the
+coarse patch grid); ``segmenter`` is the map's maximum, the score with ``bank_levels=0``.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from flax.training import train_state
 
 from jax_anomaly.config import TrainConfig, replace
 from jax_anomaly.detectors.base import Detector, Phase, adam, register
+from jax_anomaly.detectors.neighbors import BLOCK_ROWS, nearest_distances
 from jax_anomaly.models import SegmentationNet
 
 # Coarseness of the noise grid: cells across the image (one drawn per defect).
@@ -53,6 +62,12 @@ class DefectsConfig:
         length to the detector (``epochs`` unset) ...
       auto_batch: ... and the batch size of those passes (many small steps: a few hundred
         photographs make few batches of the library's default 128).
+      bank_levels: the U-Net's deepest levels whose outputs describe a patch for the bank
+        (joined on the finest of their grids); 0: no bank, the score is the map's maximum.
+      bank_pool: side of the box average over neighbouring patches' features (odd).
+      bank_size: patches the bank holds (a multiple of 1024 or at most 1024); where the
+        training images have more, those of the images passed last (a random subset: the pass
+        is shuffled) replace the first.
       score_batch: images per vmapped scoring chunk.
     """
 
@@ -65,6 +80,9 @@ class DefectsConfig:
     mirrors: bool = True
     auto_epochs: int = 30
     auto_batch: int = 16
+    bank_levels: int = 2
+    bank_pool: int = 3
+    bank_size: int = 262_144
     score_batch: int = 64
 
     def __post_init__(self):
@@ -80,6 +98,17 @@ class DefectsConfig:
             raise ValueError(f"resize_to must be >= 8 pixels, got {self.resize_to}")
         if self.smooth < 1 or self.smooth % 2 == 0:
             raise ValueError(f"smooth must be an odd number of pixels >= 1, got {self.smooth}")
+        if not 0 <= self.bank_levels <= len(self.channels):
+            raise ValueError(
+                f"bank_levels must be in [0, {len(self.channels)}] (the U-Net's levels), "
+                f"got {self.bank_levels}"
+            )
+        if self.bank_pool < 1 or self.bank_pool % 2 == 0:
+            raise ValueError(f"bank_pool must be an odd number of patches >= 1, got {self.bank_pool}")
+        if self.bank_size < 1 or (self.bank_size > 1024 and self.bank_size % 1024):
+            raise ValueError(
+                f"bank_size must be >= 1 and a multiple of 1024 above 1024, got {self.bank_size}"
+            )
         if self.auto_epochs < 1 or self.auto_batch < 1:
             raise ValueError(
                 f"auto_epochs and auto_batch must be >= 1, got {self.auto_epochs}, {self.auto_batch}"
@@ -208,29 +237,121 @@ def train_length(cfg: DefectsConfig, train: TrainConfig) -> TrainConfig:
 
 
 def make_sample_scorer(cfg: DefectsConfig, n_features: int):
-    """``one(params, x) -> {'score', 'map'}``: the defect probability of every pixel (with
-    ``cfg.mirrors`` the mean over the four mirror images), box filtered over ``cfg.smooth``
-    pixels (the map), and its maximum (the score)."""
+    """``one(params, x) -> {'score', 'map', 'segmenter', 'patches'}``: the defect probability
+    of every pixel (with ``cfg.mirrors`` the mean over the four mirror images), box filtered
+    over ``cfg.smooth`` pixels (the map), and its maximum (``segmenter``); each patch's
+    distance to the bank (``patches``, the patch grid flattened) and its maximum (the score;
+    without a bank, the score is ``segmenter``)."""
     model = build_model(cfg, n_features)
     side = image_side(n_features, cfg)
+    features = patch_features(cfg, n_features)
 
     def one(params, x):
+        net = params["net"]
         image = x.reshape((side, side))
         views = [image, image[::-1], image[:, ::-1], image[::-1, ::-1]] if cfg.mirrors else [image]
-        probs = jax.nn.sigmoid(model.apply({"params": params}, jnp.stack(views).reshape((len(views), -1))))
+        probs = jax.nn.sigmoid(model.apply({"params": net}, jnp.stack(views).reshape((len(views), -1))))
         probs = probs.reshape((len(views), side, side))
         back = [probs[0], probs[1, ::-1], probs[2, :, ::-1], probs[3, ::-1, ::-1]][: len(views)]
         prob = jnp.mean(jnp.stack(back), axis=0).reshape((1, side, side, 1))
         amap = nn.avg_pool(prob, (cfg.smooth, cfg.smooth), padding="SAME", count_include_pad=False)
         amap = amap.reshape(-1)
-        return {"score": jnp.max(amap), "map": amap}
+        out = {"segmenter": jnp.max(amap), "map": amap}
+        if not cfg.bank_levels:
+            return {"score": out["segmenter"], **out}
+        patches = bank_distances(params, features(net, x[None])[0])
+        return {"score": jnp.max(patches), "patches": patches, **out}
 
     return one
 
 
+# ---- the patch bank: features of the normal images' patches, nearest-neighbour scores ----
+
+
+def patch_features(cfg: DefectsConfig, n_features: int):
+    """``features(params, rows (B, D)) -> (B, P, C)``: each image's patches (P = the grid of the
+    finest of the ``cfg.bank_levels`` deepest levels), the levels' ReLU outputs joined (coarser
+    ones bilinearly upsampled) and box-averaged over ``cfg.bank_pool`` patches."""
+    model = build_model(cfg, n_features)
+
+    def features(params, rows):
+        levels = model.apply({"params": params}, rows, features=True)[-cfg.bank_levels :]
+        b, h, w, _ = levels[0].shape
+        joined = jnp.concatenate(
+            [levels[0]] + [jax.image.resize(m, (b, h, w, m.shape[-1]), "bilinear") for m in levels[1:]], -1
+        )
+        pool = (cfg.bank_pool, cfg.bank_pool)
+        joined = nn.avg_pool(joined, pool, padding="SAME", count_include_pad=False)
+        return joined.reshape((b, h * w, joined.shape[-1]))
+
+    return features
+
+
+def bank_channels(cfg: DefectsConfig) -> int:
+    return sum(cfg.channels[len(cfg.channels) - cfg.bank_levels :])
+
+
+def bank_phase() -> Phase:
+    """The gradient-free second phase: one shuffled pass over the training images writing
+    their patches' features into a bank of ``cfg.bank_size`` rows (a ring: past the end, the
+    next patches replace the first); the scorer gets ``{'net', 'bank', 'sq'}`` (``sq``: each
+    bank row's squared norm, +inf on rows never written)."""
+
+    def init_state(cfg, train: TrainConfig, n_features: int, key, *, previous):
+        del train, n_features, key
+        return {
+            "params": previous,
+            "bank": jnp.zeros((cfg.bank_size, bank_channels(cfg)), jnp.float32),
+            "count": jnp.zeros((), jnp.int32),
+        }
+
+    def make_step(cfg, train: TrainConfig, n_features: int):
+        features = patch_features(cfg, n_features)
+
+        def step(state, batch, mask, key):
+            del key
+            if not cfg.bank_levels:
+                return state, {"loss": jnp.zeros(())}
+            f = features(state["params"], batch)  # (B, P, C)
+            b, p, c = f.shape
+            real = mask > 0
+            first = state["count"] + (jnp.cumsum(real) - 1) * p  # each image's first patch
+            slots = (first[:, None] + jnp.arange(p)) % cfg.bank_size
+            slots = jnp.where(real[:, None], slots, cfg.bank_size)  # padding rows: dropped
+            bank = state["bank"].at[slots.reshape(-1)].set(f.reshape((b * p, c)), mode="drop")
+            count = state["count"] + jnp.sum(real) * p
+            return {"params": state["params"], "bank": bank, "count": count}, {"loss": jnp.zeros(())}
+
+        return step
+
+    def params_of(state) -> dict:
+        bank = state["bank"]
+        written = jnp.arange(bank.shape[0]) < state["count"]
+        sq = jnp.where(written, jnp.sum(jnp.square(bank), axis=-1), jnp.inf)
+        return {"net": state["params"], "bank": bank, "sq": sq}
+
+    def train_config(cfg, train: TrainConfig) -> TrainConfig:
+        return replace(train_length(cfg, train), epochs=1, patience=None)
+
+    return Phase("bank", init_state, make_step, params_of=params_of, train_config=train_config)
+
+
+def bank_distances(params: dict, queries: jax.Array) -> jax.Array:
+    """``(P, C) -> (P,)``: each query patch's distance to its nearest bank patch."""
+    rows = params["bank"]
+    block = math.gcd(rows.shape[0], BLOCK_ROWS)
+    blocks = {
+        "rows": rows.reshape((-1, block, rows.shape[1])),
+        "sq": params["sq"].reshape((-1, block)),
+    }
+    return jax.vmap(lambda q: nearest_distances(blocks, q, 1)[0])(queries)
+
+
 PRESETS = {
     "default": DefectsConfig(),
-    "tiny": DefectsConfig(channels=(4, 8), pack=1, resize_to=16, auto_epochs=2, score_batch=16),
+    "tiny": DefectsConfig(
+        channels=(4, 8), pack=1, resize_to=16, auto_epochs=2, bank_size=131_072, score_batch=16
+    ),
 }
 
 DETECTOR = register(
@@ -239,10 +360,18 @@ DETECTOR = register(
         description="segmentation network trained on synthetic defects (DRAEM-style), anomaly maps",
         config_cls=DefectsConfig,
         presets=PRESETS,
-        phases=(Phase("train", init_state, make_step, make_eval, train_config=train_length),),
+        phases=(Phase("train", init_state, make_step, make_eval, train_config=train_length), bank_phase()),
         make_sample_scorer=make_sample_scorer,
         estimator="DefectSegmenter",
     )
 )
 
-__all__ = ["DETECTOR", "DefectsConfig", "balanced_loss", "smooth_noise", "synthetic_defects"]
+__all__ = [
+    "DETECTOR",
+    "DefectsConfig",
+    "balanced_loss",
+    "bank_distances",
+    "patch_features",
+    "smooth_noise",
+    "synthetic_defects",
+]

@@ -259,14 +259,17 @@ class SegmentationNet(nn.Module):
     the network runs at 1/pack of the side, its logits are unpacked to every pixel); then two
     3x3 convolutions per level, ``channels[0]`` at that side and each further level at half the
     side before (stride 2); on the way up, each level's map joins the bilinearly upsampled
-    coarser one. The discriminative network of the ``defects`` detector."""
+    coarser one. The discriminative network of the ``defects`` detector.
+
+    With ``features=True`` it returns instead the list of each level's output on the way down
+    (``(B, side / pack / 2**i, side / pack / 2**i, channels[i])``), the up path not run."""
 
     image_shape: tuple[int, int, int]
     channels: Sequence[int]
     pack: int = 1
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, features: bool = False):
         h, lead = _to_images(x, self.image_shape)
         h = _space_to_depth(2.0 * h - 1.0, self.pack)
         skips = []
@@ -274,6 +277,8 @@ class SegmentationNet(nn.Module):
             h = nn.relu(Conv2D(c, (3, 3), strides=1 if i == 0 else 2, name=f"down_{i}a")(h))
             h = nn.relu(Conv2D(c, (3, 3), name=f"down_{i}b")(h))
             skips.append(h)
+        if features:
+            return skips
         for i in range(len(self.channels) - 2, -1, -1):
             skip = skips[i]
             up = jax.image.resize(h, (*skip.shape[:3], h.shape[-1]), "bilinear")

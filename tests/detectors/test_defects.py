@@ -96,6 +96,9 @@ def test_config_checks():
         {"channels": ()},
         {"auto_epochs": 0},
         {"auto_batch": 0},
+        {"bank_levels": 3, "channels": (4, 8)},
+        {"bank_pool": 2},
+        {"bank_size": 1500},
     ):
         with pytest.raises(ValueError):
             defects.DefectsConfig(**bad)
@@ -124,7 +127,7 @@ def test_mirrored_map_is_the_mean_of_the_mirror_images_maps(defect_tiles, fitted
     plain = defects.DefectsConfig(channels=(4, 8), pack=1, smooth=1, mirrors=False)
     one = jax.jit(defects.make_sample_scorer(plain, 256))
     mirrored = jax.jit(defects.make_sample_scorer(dataclasses.replace(plain, mirrors=True), 256))
-    params = fitted_tiles.params
+    params = fitted_tiles.params  # {'net', 'bank', 'sq'}
     image = np.asarray(defect_tiles.x_test[45]).reshape(16, 16)
     views = [(image, lambda m: m), (image[::-1], lambda m: m[::-1]), (image[:, ::-1], lambda m: m[:, ::-1])]
     views.append((image[::-1, ::-1], lambda m: m[::-1, ::-1]))
@@ -133,7 +136,51 @@ def test_mirrored_map_is_the_mean_of_the_mirror_images_maps(defect_tiles, fitted
     )
     got = mirrored(params, image.ravel())
     np.testing.assert_allclose(np.asarray(got["map"]).reshape(16, 16), expected, rtol=1e-5, atol=1e-6)
-    assert float(got["score"]) == pytest.approx(expected.max(), rel=1e-5)
+    assert float(got["segmenter"]) == pytest.approx(expected.max(), rel=1e-5)
+
+
+def test_bank_holds_every_training_patch_and_scores_by_the_nearest(defect_tiles, fitted_tiles):
+    cfg = defects.PRESETS["tiny"]
+    x_train = defect_tiles.x_train
+    feats = np.asarray(defects.patch_features(cfg, 256)(fitted_tiles.params["net"], x_train))
+    n, p, c = feats.shape
+    assert (p, c) == (16 * 16, 4 + 8) and n * p <= cfg.bank_size
+    bank, sq = np.asarray(fitted_tiles.params["bank"]), np.asarray(fitted_tiles.params["sq"])
+    written = np.isfinite(sq)
+    assert written.sum() == n * p  # every patch once, the rest never a neighbour
+    # the same rows (the pass is shuffled: compare as sets of rows)
+    np.testing.assert_allclose(
+        np.sort(bank[written], axis=0), np.sort(feats.reshape(-1, c), axis=0), rtol=1e-5, atol=1e-6
+    )
+    # a patch's score is its distance to the nearest training patch (brute force)
+    query = np.asarray(
+        defects.patch_features(cfg, 256)(fitted_tiles.params["net"], defect_tiles.x_test[45:46])
+    )[0]
+    brute = np.sqrt(((query[:, None] - feats.reshape(-1, c)[None]) ** 2).sum(-1)).min(1)
+    got = defects.DETECTOR.score(fitted_tiles, defect_tiles.x_test[45:46])
+    np.testing.assert_allclose(got["patches"][0], brute, rtol=1e-3, atol=1e-4)
+    assert float(got["score"][0]) == pytest.approx(brute.max(), rel=1e-3)
+    # a training image is at distance 0 from the bank
+    assert float(defects.DETECTOR.score(fitted_tiles, x_train[:1])["score"][0]) < 1e-2
+
+
+def test_a_small_bank_keeps_the_last_patches_and_none_without_levels(defect_tiles):
+    train = TrainConfig(epochs=1, batch_size=32)
+    x = defect_tiles.x_train[:40]
+    small = dataclasses.replace(defects.PRESETS["tiny"], bank_size=1024)  # 4 of the 40 images
+    fitted = defects.DETECTOR.fit(small, train, x, key=jax.random.key(0), progress=False)
+    sq = np.asarray(fitted.params["sq"])
+    assert np.isfinite(sq).all()
+    feats = np.asarray(defects.patch_features(small, 256)(fitted.params["net"], x)).reshape(40, 256, -1)
+    bank = np.asarray(fitted.params["bank"]).reshape(4, 256, -1)
+    # the ring holds whole images, each one of the training images
+    for image in bank:
+        assert min(np.abs(image - f).max() for f in feats) < 1e-5
+    none = dataclasses.replace(small, bank_levels=0)
+    fitted = defects.DETECTOR.fit(none, train, x, key=jax.random.key(0), progress=False)
+    out = defects.DETECTOR.score(fitted, defect_tiles.x_test[:4])
+    np.testing.assert_array_equal(out["score"], out["segmenter"])
+    assert "patches" not in out
 
 
 def test_estimator_saves_loads_and_exports(tmp_path, defect_tiles):
