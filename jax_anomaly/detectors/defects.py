@@ -16,7 +16,8 @@ The network that learned to tell pasted defects from normal texture also describ
 texture: a second, gradient-free phase (``bank``) passes the training images through its
 deepest levels once and keeps every patch's features (the levels' outputs joined on the
 finest of their grids, box-averaged); a test image's score is its patch farthest from every
-bank patch (exact nearest-neighbour distances, blocked matrix products), as PatchCore scores
+bank patch (exact nearest-neighbour distances, blocked matrix products; the mean over its
+``bank_top`` farthest patches), as PatchCore scores
 with pretrained features. The map stays the segmenter's (it outlines defects better than the
 coarse patch grid); ``segmenter`` is the map's maximum, the score with ``bank_levels=0``.
 """
@@ -65,6 +66,8 @@ class DefectsConfig:
       bank_levels: the U-Net's deepest levels whose outputs describe a patch for the bank
         (joined on the finest of their grids); 0: no bank, the score is the map's maximum.
       bank_pool: side of the box average over neighbouring patches' features (odd).
+      bank_top: an image's score is the mean distance of its this many patches farthest from
+        the bank (1: the farthest alone).
       bank_size: patches the bank holds (a multiple of 1024 or at most 1024); where the
         training images have more, those of the images passed last (a random subset: the pass
         is shuffled) replace the first.
@@ -82,6 +85,7 @@ class DefectsConfig:
     auto_batch: int = 16
     bank_levels: int = 2
     bank_pool: int = 3
+    bank_top: int = 10
     bank_size: int = 262_144
     score_batch: int = 64
 
@@ -105,6 +109,8 @@ class DefectsConfig:
             )
         if self.bank_pool < 1 or self.bank_pool % 2 == 0:
             raise ValueError(f"bank_pool must be an odd number of patches >= 1, got {self.bank_pool}")
+        if self.bank_top < 1:
+            raise ValueError(f"bank_top must be >= 1 patch, got {self.bank_top}")
         if self.bank_size < 1 or (self.bank_size > 1024 and self.bank_size % 1024):
             raise ValueError(
                 f"bank_size must be >= 1 and a multiple of 1024 above 1024, got {self.bank_size}"
@@ -240,8 +246,8 @@ def make_sample_scorer(cfg: DefectsConfig, n_features: int):
     """``one(params, x) -> {'score', 'map', 'segmenter', 'patches'}``: the defect probability
     of every pixel (with ``cfg.mirrors`` the mean over the four mirror images), box filtered
     over ``cfg.smooth`` pixels (the map), and its maximum (``segmenter``); each patch's
-    distance to the bank (``patches``, the patch grid flattened) and its maximum (the score;
-    without a bank, the score is ``segmenter``)."""
+    distance to the bank (``patches``, the patch grid flattened) and the mean of the
+    ``cfg.bank_top`` largest (the score; without a bank, the score is ``segmenter``)."""
     model = build_model(cfg, n_features)
     side = image_side(n_features, cfg)
     features = patch_features(cfg, n_features)
@@ -260,7 +266,8 @@ def make_sample_scorer(cfg: DefectsConfig, n_features: int):
         if not cfg.bank_levels:
             return {"score": out["segmenter"], **out}
         patches = bank_distances(params, features(net, x[None])[0])
-        return {"score": jnp.max(patches), "patches": patches, **out}
+        farthest = jax.lax.top_k(patches, min(cfg.bank_top, patches.shape[0]))[0]
+        return {"score": jnp.mean(farthest), "patches": patches, **out}
 
     return one
 

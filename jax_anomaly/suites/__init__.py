@@ -95,7 +95,7 @@ SUITES = {
         image_suite.sets,
         image_suite.run_group,
         image_suite.published,
-        ("pixel_auroc", "pro", "kind_auroc", "kind_pixel_auroc", "kind_pro"),
+        ("pixel_auroc", "pro", "kind_auroc", "kind_pixel_auroc", "kind_pro", "part_auroc"),
         seeds_together=False,
     ),
     "one_class": Suite(

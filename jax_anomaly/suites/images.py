@@ -87,6 +87,12 @@ def run_group(detector: str, name: str, seeds: list[int], options: dict) -> dict
                 data.masks[test],
                 maps,
             ),
+            # the image AUROC of each other image-level part (defects: its segmenter's score)
+            "part_auroc": {
+                k: ranking_metrics(data.labels[test], np.asarray(v, np.float64))["auroc"]
+                for k, v in details.items()
+                if k != "score" and np.shape(v) == (len(test),)
+            },
             "n_train": len(train),
             "n_test": len(test),
             "size": size,

@@ -299,7 +299,15 @@ def _extra_markdown(table: Table, digits: int) -> list[str]:
         values = [v for v in values if v is not None]
         return _fmt(float(np.mean(values)) * table.scale, digits + 1) if values else ""
 
-    plain = [m for m in extra if not keys_of[m]]
+    # a metric holding dicts is keyed even where they are empty (no detector reported a part)
+    dicts = {
+        m
+        for m, by_det in extra.items()
+        for per_set in by_det.values()
+        for v in per_set.values()
+        if isinstance(v, dict)
+    }
+    plain = [m for m in extra if m not in dicts]
     keyed = [m for m in extra if keys_of[m]]
     lines = []
     if plain:

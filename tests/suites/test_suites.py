@@ -227,6 +227,7 @@ def test_magnetic_tile_suite_scores_images_and_pixels(root, tmp_path):
     knn = suites.CellStore(tmp_path).get("knn", "magnetic_tile", 0)["metrics"]
     ae = suites.CellStore(tmp_path).get("ae", "magnetic_tile", 0)["metrics"]
     assert knn["image_auroc"] == 1.0 and "pixel_auroc" not in knn and knn["n_train"] == 9
+    assert knn["part_auroc"] == {}
     assert 0 <= ae["pro"] <= 1 and ae["pixel_auroc"] is not None and set(ae["kind_auroc"]) == {"MT_Crack"}
     assert set(ae["kind_pixel_auroc"]) == set(ae["kind_pro"]) == {"MT_Crack"}  # one kind: the overall figures
     assert ae["kind_pixel_auroc"]["MT_Crack"] == ae["pixel_auroc"] and ae["kind_pro"]["MT_Crack"] == ae["pro"]
@@ -269,6 +270,8 @@ def test_photographs_default_to_the_defect_segmenter_at_its_size(root, tmp_path,
     assert [f.name for f in (tmp_path / "s" / "figures").iterdir()] == ["defects_seed0.png"]
     cell = suites.CellStore(tmp_path / "s").get("defects", "magnetic_tile", 0)["metrics"]
     assert cell["size"] == 16 and 0 <= cell["pro"] <= 1 and 0 <= cell["pixel_auroc"] <= 1
+    assert set(cell["part_auroc"]) == {"segmenter"}  # the map's maximum, beside the bank's score
+    assert "| defects | segmenter |" in (tmp_path / "s" / "table.md").read_text()
     assert (tmp_path / "s" / "figures" / "defects_seed0.png").is_file()  # maps over the tiles
     assert "defects_seed0" in (tmp_path / "s" / "index.html").read_text()
 
