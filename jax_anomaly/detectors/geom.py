@@ -397,6 +397,12 @@ def transformation_scorer(forward):
 
         def one(params, x):
             parts = parts_of(params, x)
+            missing = [n for n in names if n not in parts]
+            if missing:
+                raise ValueError(
+                    f"score {cfg.score!r} needs {missing}, which this model's parameters lack (it was "
+                    "fitted before that score existed): fit it again, or choose another score"
+                )
             if len(names) == 1:
                 return {"score": parts[names[0]], **parts}
             mean, std = params["part_mean"], params["part_std"]

@@ -98,6 +98,10 @@ def test_score_choice(digits, digits_geom):
     )
     np.testing.assert_allclose(test["score"], expected, rtol=1e-3, atol=1e-4)
     assert roc_auc_score(digits.y_test, test["score"]) > 0.9
+    # A model fitted before the Mahalanobis score existed (no precision matrices): a clear error.
+    old = {k: v for k, v in joined.params.items() if k != "precision"}
+    with pytest.raises(ValueError, match="fitted before that score existed"):
+        geom.DETECTOR.score(dataclasses.replace(joined, params=old), digits.x_test[:5])
 
 
 @pytest.mark.parametrize(
