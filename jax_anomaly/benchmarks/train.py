@@ -59,6 +59,8 @@ def bench_train(target: Target, train: TrainConfig | None = None, *, out=None) -
     history = fitted.result.history
     batch = min(train.batch_size, len(x))
     for phase in det.phases:
+        if phase.name not in state:  # a gradient-free pass whose state is not kept (keep_state)
+            continue
         epochs = [h for h in history if h.get("phase", phase.name) == phase.name]
         seconds = [h["seconds"] if "seconds" in h else h[f"{phase.name}_seconds"] for h in epochs]
         steady = seconds[1:] or seconds

@@ -67,6 +67,9 @@ class Phase:
       params_of: ``state -> params`` handed to the next phase or to scoring.
       train_config: optional ``(cfg, train) -> TrainConfig`` for this phase (e.g. its own
         epoch count).
+      keep_state: False: the phase's state is left out of ``Fitted.state`` (and of saved
+        models): a gradient-free pass whose whole result is in its parameters (a bank of
+        training features would otherwise be stored twice). Not for the first phase.
     """
 
     name: str
@@ -76,6 +79,7 @@ class Phase:
     prepare_state: Callable[..., Any] | None = None
     params_of: Callable[[Any], Any] = _params_attr
     train_config: Callable[..., TrainConfig] | None = None
+    keep_state: bool = True
 
 
 def _default_chunk(cfg, local_n: int) -> int:
@@ -137,6 +141,8 @@ class Detector:
             raise ValueError(f"detector '{self.name}' names presets it does not have: {sorted(missing)}")
         if self.input_range not in INPUT_RANGES:
             raise ValueError(f"input_range must be one of {INPUT_RANGES}, got '{self.input_range}'")
+        if self.phases and not self.phases[0].keep_state:
+            raise ValueError(f"detector '{self.name}': the first phase must keep its state (keep_state)")
         if bool(self.phases) == (self.fit_params is not None):
             raise ValueError(
                 f"detector '{self.name}' needs training phases or a closed-form fit_params (one of them)"
@@ -178,8 +184,11 @@ class Detector:
         return [key] if len(self.phases) == 1 else list(jax.random.split(key, len(self.phases)))
 
     def _packed(self, states: dict):
-        """The train state as ``Fitted.state`` holds it: one phase's state, or ``{phase: state}``."""
-        return states[self.phases[0].name] if len(self.phases) == 1 else states
+        """The train state as ``Fitted.state`` holds it: one phase's state, or ``{phase: state}``
+        (the phases that keep theirs)."""
+        if len(self.phases) == 1:
+            return states[self.phases[0].name]
+        return {p.name: states[p.name] for p in self.phases if p.keep_state}
 
     def phase_states(self, state) -> dict:
         """``{phase name: state}`` of a ``Fitted.state`` (undoes ``_packed``)."""

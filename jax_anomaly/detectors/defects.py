@@ -302,7 +302,8 @@ def bank_phase() -> Phase:
     """The gradient-free second phase: one shuffled pass over the training images writing
     their patches' features into a bank of ``cfg.bank_size`` rows (a ring: past the end, the
     next patches replace the first); the scorer gets ``{'net', 'bank', 'sq'}`` (``sq``: each
-    bank row's squared norm, +inf on rows never written)."""
+    bank row's squared norm, +inf on rows never written). Its state is not kept beside the
+    parameters (``keep_state=False``): the bank is stored once."""
 
     def init_state(cfg, train: TrainConfig, n_features: int, key, *, previous):
         del train, n_features, key
@@ -340,7 +341,9 @@ def bank_phase() -> Phase:
     def train_config(cfg, train: TrainConfig) -> TrainConfig:
         return replace(train_length(cfg, train), epochs=1, patience=None)
 
-    return Phase("bank", init_state, make_step, params_of=params_of, train_config=train_config)
+    return Phase(
+        "bank", init_state, make_step, params_of=params_of, train_config=train_config, keep_state=False
+    )
 
 
 def bank_distances(params: dict, queries: jax.Array) -> jax.Array:

@@ -190,6 +190,7 @@ def test_estimator_saves_loads_and_exports(tmp_path, defect_tiles):
 
     est = ja.DefectSegmenter(preset="tiny", epochs=1, batch_size=32, seed=0).fit(defect_tiles.x_train)
     scores = est.decision_function(defect_tiles.x_test[:20])
+    assert set(est.fitted_.state) == {"train"}  # the bank phase's state is its parameters: kept once
     est.save(tmp_path / "model")
     np.testing.assert_array_equal(
         ja.load(tmp_path / "model").decision_function(defect_tiles.x_test[:20]), scores
