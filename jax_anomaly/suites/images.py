@@ -70,7 +70,9 @@ def run_group(detector: str, name: str, seeds: list[int], options: dict) -> dict
         if maps is not None:
             maps = np.asarray(maps).reshape(len(test), size, size)
             figures = Path(options["figures"]) if options.get("figures") else None
-            if figures and not any(figures.glob(f"{detector}_seed*.png")):  # one a detector: the first seed
+            drawn = list(figures.glob(f"{detector}_seed*.png")) if figures else []
+            # one a detector: the first seed's, redrawn when that seed's cell is computed again
+            if figures and (not drawn or figures / f"{detector}_seed{seed}.png" in drawn):
                 write_map_figure(
                     figures / f"{detector}_seed{seed}.png",
                     data,

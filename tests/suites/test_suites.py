@@ -274,6 +274,13 @@ def test_photographs_default_to_the_defect_segmenter_at_its_size(root, tmp_path,
     assert "| defects | segmenter |" in (tmp_path / "s" / "table.md").read_text()
     assert (tmp_path / "s" / "figures" / "defects_seed0.png").is_file()  # maps over the tiles
     assert "defects_seed0" in (tmp_path / "s" / "index.html").read_text()
+    # The cell computed again (its file removed): its figure is drawn again, seed 1 still has none.
+    figure = tmp_path / "s" / "figures" / "defects_seed0.png"
+    figure.write_bytes(b"stale")
+    next((tmp_path / "s" / "cells" / "defects").glob("*seed0*")).unlink()
+    suites.run_suite("magnetic_tile", detectors=["defects"], seeds=[0, 1], out=tmp_path / "s", options=options)
+    assert figure.read_bytes()[:4] == b"\x89PNG" and calls[-1] == [0]
+    assert [f.name for f in (tmp_path / "s" / "figures").iterdir()] == ["defects_seed0.png"]
 
 
 def test_one_class_suite_through_the_cli(root, tmp_path):
