@@ -278,7 +278,9 @@ def test_photographs_default_to_the_defect_segmenter_at_its_size(root, tmp_path,
     figure = tmp_path / "s" / "figures" / "defects_seed0.png"
     figure.write_bytes(b"stale")
     next((tmp_path / "s" / "cells" / "defects").glob("*seed0*")).unlink()
-    suites.run_suite("magnetic_tile", detectors=["defects"], seeds=[0, 1], out=tmp_path / "s", options=options)
+    suites.run_suite(
+        "magnetic_tile", detectors=["defects"], seeds=[0, 1], out=tmp_path / "s", options=options
+    )
     assert figure.read_bytes()[:4] == b"\x89PNG" and calls[-1] == [0]
     assert [f.name for f in (tmp_path / "s" / "figures").iterdir()] == ["defects_seed0.png"]
 
