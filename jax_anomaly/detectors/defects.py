@@ -250,14 +250,16 @@ def make_sample_scorer(cfg: DefectsConfig, n_features: int):
     ``cfg.bank_top`` largest (the score; without a bank, the score is ``segmenter``)."""
     model = build_model(cfg, n_features)
     side = image_side(n_features, cfg)
-    features = patch_features(cfg, n_features)
 
     def one(params, x):
         net = params["net"]
         image = x.reshape((side, side))
         views = [image, image[::-1], image[:, ::-1], image[::-1, ::-1]] if cfg.mirrors else [image]
-        probs = jax.nn.sigmoid(model.apply({"params": net}, jnp.stack(views).reshape((len(views), -1))))
-        probs = probs.reshape((len(views), side, side))
+        # One pass gives the map and the bank's features (those of the first view, the image).
+        logits, levels = model.apply(
+            {"params": net}, jnp.stack(views).reshape((len(views), -1)), return_features=True
+        )
+        probs = jax.nn.sigmoid(logits).reshape((len(views), side, side))
         back = [probs[0], probs[1, ::-1], probs[2, :, ::-1], probs[3, ::-1, ::-1]][: len(views)]
         prob = jnp.mean(jnp.stack(back), axis=0).reshape((1, side, side, 1))
         amap = nn.avg_pool(prob, (cfg.smooth, cfg.smooth), padding="SAME", count_include_pad=False)
@@ -265,7 +267,7 @@ def make_sample_scorer(cfg: DefectsConfig, n_features: int):
         out = {"segmenter": jnp.max(amap), "map": amap}
         if not cfg.bank_levels:
             return {"score": out["segmenter"], **out}
-        patches = bank_distances(params, features(net, x[None])[0])
+        patches = bank_distances(params, joined_levels(cfg, [lv[:1] for lv in levels])[0])
         farthest = jax.lax.top_k(patches, min(cfg.bank_top, patches.shape[0]))[0]
         return {"score": jnp.mean(farthest), "patches": patches, **out}
 
@@ -282,16 +284,23 @@ def patch_features(cfg: DefectsConfig, n_features: int):
     model = build_model(cfg, n_features)
 
     def features(params, rows):
-        levels = model.apply({"params": params}, rows, features=True)[-cfg.bank_levels :]
-        b, h, w, _ = levels[0].shape
-        joined = jnp.concatenate(
-            [levels[0]] + [jax.image.resize(m, (b, h, w, m.shape[-1]), "bilinear") for m in levels[1:]], -1
-        )
-        pool = (cfg.bank_pool, cfg.bank_pool)
-        joined = nn.avg_pool(joined, pool, padding="SAME", count_include_pad=False)
-        return joined.reshape((b, h * w, joined.shape[-1]))
+        return joined_levels(cfg, model.apply({"params": params}, rows, return_features=True)[1])
 
     return features
+
+
+def joined_levels(cfg: DefectsConfig, levels: list[jax.Array]) -> jax.Array:
+    """The U-Net's level outputs (each ``(B, h_i, w_i, C_i)``, finest first) -> ``(B, P, C)``:
+    the ``cfg.bank_levels`` deepest joined on the finest of their grids and box-averaged
+    (``patch_features``)."""
+    levels = levels[len(levels) - cfg.bank_levels :]
+    b, h, w, _ = levels[0].shape
+    joined = jnp.concatenate(
+        [levels[0]] + [jax.image.resize(m, (b, h, w, m.shape[-1]), "bilinear") for m in levels[1:]], -1
+    )
+    pool = (cfg.bank_pool, cfg.bank_pool)
+    joined = nn.avg_pool(joined, pool, padding="SAME", count_include_pad=False)
+    return joined.reshape((b, h * w, joined.shape[-1]))
 
 
 def bank_channels(cfg: DefectsConfig) -> int:

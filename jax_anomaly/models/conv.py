@@ -261,15 +261,16 @@ class SegmentationNet(nn.Module):
     side before (stride 2); on the way up, each level's map joins the bilinearly upsampled
     coarser one. The discriminative network of the ``defects`` detector.
 
-    With ``features=True`` it returns instead the list of each level's output on the way down
-    (``(B, side / pack / 2**i, side / pack / 2**i, channels[i])``), the up path not run."""
+    With ``return_features=True`` it returns ``(logits, levels)``: ``levels`` the list of each
+    level's output on the way down (``(B, side / pack / 2**i, side / pack / 2**i, channels[i])``),
+    as the discriminators return their features."""
 
     image_shape: tuple[int, int, int]
     channels: Sequence[int]
     pack: int = 1
 
     @nn.compact
-    def __call__(self, x: jax.Array, features: bool = False):
+    def __call__(self, x: jax.Array, return_features: bool = False):
         h, lead = _to_images(x, self.image_shape)
         h = _space_to_depth(2.0 * h - 1.0, self.pack)
         skips = []
@@ -277,14 +278,13 @@ class SegmentationNet(nn.Module):
             h = nn.relu(Conv2D(c, (3, 3), strides=1 if i == 0 else 2, name=f"down_{i}a")(h))
             h = nn.relu(Conv2D(c, (3, 3), name=f"down_{i}b")(h))
             skips.append(h)
-        if features:
-            return skips
         for i in range(len(self.channels) - 2, -1, -1):
             skip = skips[i]
             up = jax.image.resize(h, (*skip.shape[:3], h.shape[-1]), "bilinear")
             h = nn.relu(Conv2D(self.channels[i], (3, 3), name=f"up_{i}")(jnp.concatenate([skip, up], -1)))
         logits = _depth_to_space(Conv2D(self.pack**2, (1, 1), name="logits")(h), self.pack)
-        return logits.reshape((*lead, -1))
+        logits = logits.reshape((*lead, -1))
+        return (logits, skips) if return_features else logits
 
 
 ARCHS = ("dense", "conv")

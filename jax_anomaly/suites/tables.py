@@ -286,10 +286,10 @@ def _extra_markdown(table: Table, digits: int) -> list[str]:
     if not extra:
         return []
 
-    keys_of = {  # metric -> its keys (none for a single-valued metric)
-        m: {k for per_set in by_det.values() for v in per_set.values() if isinstance(v, dict) for k in v}
-        for m, by_det in extra.items()
-    }
+    keys_of = {}  # metric -> its keys (None for a single-valued metric; empty: no key reported)
+    for m, by_det in extra.items():
+        dicts = [v for per_set in by_det.values() for v in per_set.values() if isinstance(v, dict)]
+        keys_of[m] = {k for v in dicts for k in v} if dicts else None
 
     def mean(by_det, det, key):
         values = [
@@ -299,15 +299,7 @@ def _extra_markdown(table: Table, digits: int) -> list[str]:
         values = [v for v in values if v is not None]
         return _fmt(float(np.mean(values)) * table.scale, digits + 1) if values else ""
 
-    # a metric holding dicts is keyed even where they are empty (no detector reported a part)
-    dicts = {
-        m
-        for m, by_det in extra.items()
-        for per_set in by_det.values()
-        for v in per_set.values()
-        if isinstance(v, dict)
-    }
-    plain = [m for m in extra if m not in dicts]
+    plain = [m for m in extra if keys_of[m] is None]
     keyed = [m for m in extra if keys_of[m]]
     lines = []
     if plain:
