@@ -203,11 +203,11 @@ def test_defect_features_distances_and_feature_maps(defect_tiles):
     net = fitted.params["net"]
     maps = exp.feature_maps(cfg, net, defect_tiles.x_test[:7], batch=4)
     assert maps.shape == (7, 256, 12) and (maps >= 0).all()
-    # The experiment's distances are the detector's own patch scores.
+    # The experiment's distances are the detector's own patch scores (before its positions' scale).
     test = exp.feature_maps(cfg, net, defect_tiles.x_test[:7])
     train = exp.feature_maps(cfg, net, defect_tiles.x_train[:64])
     far = exp.patch_distances(train.reshape(-1, 12), test.reshape(-1, 12)).reshape(7, -1)
-    got = defects.DETECTOR.score(fitted, defect_tiles.x_test[:7])["patches"]
+    got = defects.DETECTOR.score(fitted, defect_tiles.x_test[:7])["patches"] * fitted.params["scale"]
     np.testing.assert_allclose(far, got, rtol=1e-3, atol=1e-4)
     assert exp.upsampled(far, 32).shape == (7, 32, 32)
     # One level: the deepest alone, on its own (coarser) grid.

@@ -16,9 +16,9 @@ The network that learned to tell pasted defects from normal texture also describ
 texture: a second, gradient-free phase (``bank``) passes the training images through its
 deepest levels once and keeps every patch's features (the levels' outputs joined on the
 finest of their grids, box-averaged); a test image's score is its patch farthest from every
-bank patch (exact nearest-neighbour distances, blocked matrix products; the mean over its
-``bank_top`` farthest patches), as PatchCore scores
-with pretrained features. The map stays the segmenter's (it outlines defects better than the
+bank patch (exact nearest-neighbour distances, blocked matrix products, each over its grid
+position's typical distance; the mean over its ``bank_top`` farthest patches), as PatchCore
+scores with pretrained features. The map stays the segmenter's (it outlines defects better than the
 coarse patch grid); ``segmenter`` is the map's maximum, the score with ``bank_levels=0``.
 """
 
@@ -68,6 +68,11 @@ class DefectsConfig:
       bank_pool: side of the box average over neighbouring patches' features (odd).
       bank_top: an image's score is the mean distance of its this many patches farthest from
         the bank (1: the farthest alone).
+      bank_scale: the first this many images of the bank's pass (a random sample of the
+        training images; at most half of those written) also set each grid position's typical
+        distance: their patches' mean distance to the bank without them. A patch's distance is
+        divided by its position's (edges and textured regions lie farther from the bank);
+        0: no scaling.
       bank_size: patches the bank holds (a multiple of 1024 or at most 1024); where the
         training images have more, those of the images passed last (a random subset: the pass
         is shuffled) replace the first.
@@ -86,6 +91,7 @@ class DefectsConfig:
     bank_levels: int = 2
     bank_pool: int = 3
     bank_top: int = 10
+    bank_scale: int = 40
     bank_size: int = 262_144
     score_batch: int = 64
 
@@ -111,6 +117,8 @@ class DefectsConfig:
             raise ValueError(f"bank_pool must be an odd number of patches >= 1, got {self.bank_pool}")
         if self.bank_top < 1:
             raise ValueError(f"bank_top must be >= 1 patch, got {self.bank_top}")
+        if self.bank_scale < 0:
+            raise ValueError(f"bank_scale must be >= 0 images, got {self.bank_scale}")
         if self.bank_size < 1 or (self.bank_size > 1024 and self.bank_size % 1024):
             raise ValueError(
                 f"bank_size must be >= 1 and a multiple of 1024 above 1024, got {self.bank_size}"
@@ -246,8 +254,9 @@ def make_sample_scorer(cfg: DefectsConfig, n_features: int):
     """``one(params, x) -> {'score', 'map', 'segmenter', 'patches'}``: the defect probability
     of every pixel (with ``cfg.mirrors`` the mean over the four mirror images), box filtered
     over ``cfg.smooth`` pixels (the map), and its maximum (``segmenter``); each patch's
-    distance to the bank (``patches``, the patch grid flattened) and the mean of the
-    ``cfg.bank_top`` largest (the score; without a bank, the score is ``segmenter``)."""
+    distance to the bank over its position's typical distance (``patches``, the patch grid
+    flattened) and the mean of the ``cfg.bank_top`` largest (the score; without a bank, the
+    score is ``segmenter``)."""
     model = build_model(cfg, n_features)
     side = image_side(n_features, cfg)
 
@@ -267,7 +276,13 @@ def make_sample_scorer(cfg: DefectsConfig, n_features: int):
         out = {"segmenter": jnp.max(amap), "map": amap}
         if not cfg.bank_levels:
             return {"score": out["segmenter"], **out}
+        if "scale" not in params:
+            raise ValueError(
+                "this defects model's bank has no per-position scale (it was fitted before "
+                "bank_scale existed): fit it again"
+            )
         patches = bank_distances(params, joined_levels(cfg, [lv[:1] for lv in levels])[0])
+        patches = patches / params["scale"]
         farthest = jax.lax.top_k(patches, min(cfg.bank_top, patches.shape[0]))[0]
         return {"score": jnp.mean(farthest), "patches": patches, **out}
 
@@ -310,15 +325,22 @@ def bank_channels(cfg: DefectsConfig) -> int:
 def bank_phase() -> Phase:
     """The gradient-free second phase: one shuffled pass over the training images writing
     their patches' features into a bank of ``cfg.bank_size`` rows (a ring: past the end, the
-    next patches replace the first); the scorer gets ``{'net', 'bank', 'sq'}`` (``sq``: each
-    bank row's squared norm, +inf on rows never written). Its state is not kept beside the
-    parameters (``keep_state=False``): the bank is stored once."""
+    next patches replace the first), the first ``cfg.bank_scale`` images' also into ``held``;
+    the scorer gets ``{'net', 'bank', 'sq', 'scale'}`` (``sq``: each bank row's squared norm,
+    +inf on rows never written; ``scale``: ``position_scale``). Its state is not kept beside
+    the parameters (``keep_state=False``): the bank is stored once."""
 
     def init_state(cfg, train: TrainConfig, n_features: int, key, *, previous):
-        del train, n_features, key
+        del train, key
+        if cfg.bank_levels:  # (N, P, C): the first images' patch features
+            one = jax.eval_shape(patch_features(cfg, n_features), previous, jnp.zeros((1, n_features)))
+            held = (cfg.bank_scale, *one.shape[1:])
+        else:
+            held = (0, 1, 0)
         return {
             "params": previous,
             "bank": jnp.zeros((cfg.bank_size, bank_channels(cfg)), jnp.float32),
+            "held": jnp.zeros(held, jnp.float32),
             "count": jnp.zeros((), jnp.int32),
         }
 
@@ -332,12 +354,15 @@ def bank_phase() -> Phase:
             f = features(state["params"], batch)  # (B, P, C)
             b, p, c = f.shape
             real = mask > 0
-            first = state["count"] + (jnp.cumsum(real) - 1) * p  # each image's first patch
-            slots = (first[:, None] + jnp.arange(p)) % cfg.bank_size
+            image = state["count"] // p + jnp.cumsum(real) - 1  # each image's place in the pass
+            slots = (image[:, None] * p + jnp.arange(p)) % cfg.bank_size
             slots = jnp.where(real[:, None], slots, cfg.bank_size)  # padding rows: dropped
             bank = state["bank"].at[slots.reshape(-1)].set(f.reshape((b * p, c)), mode="drop")
+            held_at = jnp.where(real, image, cfg.bank_scale)  # past the first bank_scale: dropped
+            held = state["held"].at[held_at].set(f, mode="drop")
             count = state["count"] + jnp.sum(real) * p
-            return {"params": state["params"], "bank": bank, "count": count}, {"loss": jnp.zeros(())}
+            new = {"params": state["params"], "bank": bank, "held": held, "count": count}
+            return new, {"loss": jnp.zeros(())}
 
         return step
 
@@ -345,7 +370,8 @@ def bank_phase() -> Phase:
         bank = state["bank"]
         written = jnp.arange(bank.shape[0]) < state["count"]
         sq = jnp.where(written, jnp.sum(jnp.square(bank), axis=-1), jnp.inf)
-        return {"net": state["params"], "bank": bank, "sq": sq}
+        params = {"net": state["params"], "bank": bank, "sq": sq}
+        return {**params, "scale": position_scale(params, state["held"], state["count"])}
 
     def train_config(cfg, train: TrainConfig) -> TrainConfig:
         return replace(train_length(cfg, train), epochs=1, patience=None)
@@ -353,6 +379,28 @@ def bank_phase() -> Phase:
     return Phase(
         "bank", init_state, make_step, params_of=params_of, train_config=train_config, keep_state=False
     )
+
+
+def position_scale(params: dict, held: jax.Array, count: jax.Array) -> jax.Array:
+    """``(P,)``: each grid position's typical distance to the bank, the mean over the held
+    images (``held`` (N, P, C), the first N images of the bank's pass; at most half of the
+    ``count // P`` images written and of those the bank holds) of their patch's distance to the
+    bank without their rows (the bank's first rows). Ones without held images; floored at
+    1/1000 of the mean."""
+    n, p, c = held.shape
+    if not n:
+        return jnp.ones((p,), jnp.float32)
+    rows = params["bank"].shape[0]
+    used = jnp.minimum(jnp.minimum(n, count // p // 2), rows // p // 2)
+
+    def mean_distance(_):
+        others = {**params, "sq": jnp.where(jnp.arange(rows) < used * p, jnp.inf, params["sq"])}
+        d = bank_distances(others, held.reshape((n * p, c))).reshape((n, p))
+        return jnp.sum(jnp.where((jnp.arange(n) < used)[:, None], d, 0.0), axis=0) / jnp.maximum(used, 1)
+
+    scale = jax.lax.cond(used > 0, mean_distance, lambda _: jnp.ones((p,), jnp.float32), None)
+    level = jnp.mean(scale)
+    return jnp.where(level > 0, jnp.maximum(scale, 1e-3 * level), 1.0)
 
 
 def bank_distances(params: dict, queries: jax.Array) -> jax.Array:
@@ -391,6 +439,7 @@ __all__ = [
     "balanced_loss",
     "bank_distances",
     "patch_features",
+    "position_scale",
     "smooth_noise",
     "synthetic_defects",
 ]

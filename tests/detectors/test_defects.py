@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
+from sklearn.neighbors import NearestNeighbors
 
 from jax_anomaly.config import TrainConfig
 from jax_anomaly.detectors import defects
@@ -100,6 +101,7 @@ def test_config_checks():
         {"bank_pool": 2},
         {"bank_size": 1500},
         {"bank_top": 0},
+        {"bank_scale": -1},
     ):
         with pytest.raises(ValueError):
             defects.DefectsConfig(**bad)
@@ -128,7 +130,7 @@ def test_mirrored_map_is_the_mean_of_the_mirror_images_maps(defect_tiles, fitted
     plain = defects.DefectsConfig(channels=(4, 8), pack=1, smooth=1, mirrors=False)
     one = jax.jit(defects.make_sample_scorer(plain, 256))
     mirrored = jax.jit(defects.make_sample_scorer(dataclasses.replace(plain, mirrors=True), 256))
-    params = fitted_tiles.params  # {'net', 'bank', 'sq'}
+    params = fitted_tiles.params  # {'net', 'bank', 'sq', 'scale'}
     image = np.asarray(defect_tiles.x_test[45]).reshape(16, 16)
     views = [(image, lambda m: m), (image[::-1], lambda m: m[::-1]), (image[:, ::-1], lambda m: m[:, ::-1])]
     views.append((image[::-1, ::-1], lambda m: m[::-1, ::-1]))
@@ -153,14 +155,27 @@ def test_bank_holds_every_training_patch_and_scores_by_the_nearest(defect_tiles,
     np.testing.assert_allclose(
         np.sort(bank[written], axis=0), np.sort(feats.reshape(-1, c), axis=0), rtol=1e-5, atol=1e-6
     )
-    # a patch's score is its distance to the nearest training patch (brute force)
+    # each position's scale: the first images of the pass (the bank's first rows), their
+    # patches' mean distance to the other images' patches (brute force)
+    used = min(cfg.bank_scale, n // 2)
+    held, others = bank[: used * p], bank[used * p : n * p]
+    held_d = NearestNeighbors(n_neighbors=1).fit(others).kneighbors(held)[0].reshape(used, p)
+    scale = np.asarray(fitted_tiles.params["scale"])
+    np.testing.assert_allclose(scale, held_d.mean(0), rtol=1e-3, atol=1e-4)
+    # a patch's score is its distance to the nearest training patch over its position's scale
     query = np.asarray(
         defects.patch_features(cfg, 256)(fitted_tiles.params["net"], defect_tiles.x_test[45:46])
     )[0]
-    brute = np.sqrt(((query[:, None] - feats.reshape(-1, c)[None]) ** 2).sum(-1)).min(1)
+    brute = np.sqrt(((query[:, None] - feats.reshape(-1, c)[None]) ** 2).sum(-1)).min(1) / scale
     got = defects.DETECTOR.score(fitted_tiles, defect_tiles.x_test[45:46])
     np.testing.assert_allclose(got["patches"][0], brute, rtol=1e-3, atol=1e-4)
     assert float(got["score"][0]) == pytest.approx(np.sort(brute)[-cfg.bank_top :].mean(), rel=1e-3)
+    # a model fitted before the scale existed: a clear error
+    old = dataclasses.replace(
+        fitted_tiles, params={k: v for k, v in fitted_tiles.params.items() if k != "scale"}
+    )
+    with pytest.raises(ValueError, match="fitted before bank_scale existed"):
+        defects.DETECTOR.score(old, defect_tiles.x_test[:2])
     # a training image is at distance 0 from the bank
     assert float(defects.DETECTOR.score(fitted_tiles, x_train[:1])["score"][0]) < 1e-2
 
@@ -172,6 +187,8 @@ def test_a_small_bank_keeps_the_last_patches_and_none_without_levels(defect_tile
     fitted = defects.DETECTOR.fit(small, train, x, key=jax.random.key(0), progress=False)
     sq = np.asarray(fitted.params["sq"])
     assert np.isfinite(sq).all()
+    # the scale from the first 2 images (half of those the ring holds) against the rest
+    assert np.isfinite(fitted.params["scale"]).all() and (np.asarray(fitted.params["scale"]) > 0).all()
     feats = np.asarray(defects.patch_features(small, 256)(fitted.params["net"], x)).reshape(40, 256, -1)
     bank = np.asarray(fitted.params["bank"]).reshape(4, 256, -1)
     # the ring holds whole images, each one of the training images
@@ -182,6 +199,7 @@ def test_a_small_bank_keeps_the_last_patches_and_none_without_levels(defect_tile
     out = defects.DETECTOR.score(fitted, defect_tiles.x_test[:4])
     np.testing.assert_array_equal(out["score"], out["segmenter"])
     assert "patches" not in out
+    np.testing.assert_array_equal(fitted.params["scale"], 1.0)
 
 
 def test_estimator_saves_loads_and_exports(tmp_path, defect_tiles):
