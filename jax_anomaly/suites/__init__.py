@@ -178,7 +178,9 @@ def run_suite(
     Returns:
       the ``Table`` over the cells of these sets and seeds, of these detectors and of every
       other detector with cells recorded in ``out`` (a run of one more detector adds its row
-      to the folder's table, it does not replace the others).
+      to the folder's table, it does not replace the others), and of every other seed whose
+      cells these detectors all have in ``out`` (a run of one seed does not shrink a table of
+      five).
     """
     suite = get_suite(name)
     options = suite_options(suite, options)
@@ -208,6 +210,12 @@ def run_suite(
     have: dict[str, set] = {}
     for r in store.records():
         have.setdefault(r["detector"], set()).add((str(r["set"]), int(r["seed"])))
+    # Nor does a run of fewer seeds shrink it (``--seeds 0`` in a folder of five): the other
+    # seeds whose cells these detectors all have join the table.
+    others = {seed for cells in have.values() for _, seed in cells} - set(seeds)
+    seeds += sorted(
+        seed for seed in others if all((str(s), seed) in have.get(d, ()) for d in detectors for s in chosen)
+    )
     wanted = {(str(s), seed) for s in chosen for seed in seeds}
     recorded = sorted(d for d, cells in have.items() if d not in detectors and wanted <= cells)
     return write_table(name, out, detectors=detectors + recorded, sets=chosen, seeds=seeds, options=options)

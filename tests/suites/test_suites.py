@@ -117,6 +117,11 @@ def test_interrupted_suite_reruns_to_the_same_table(root, tmp_path, monkeypatch)
         return (path / "table.md").read_text().split("\n", 3)[3]  # after the header naming the folder
 
     assert body(tmp_path / "cut") == body(tmp_path / "whole")
+    # A run of one seed and one detector in the folder keeps the table over both seeds and both.
+    suites.run_suite("adbench", out=tmp_path / "whole", **{**kwargs, "seeds": [1], "detectors": ["knn"]})
+    assert body(tmp_path / "whole") == body(tmp_path / "cut")
+    cells = json.loads((tmp_path / "whole" / "table.json").read_text())["cells"]
+    assert cells["knn"]["plain"] == cells["iforest"]["plain"] == 2
 
 
 def test_a_failing_cell_is_recorded_and_the_suite_goes_on(root, tmp_path):
