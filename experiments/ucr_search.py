@@ -289,7 +289,7 @@ def judge(args) -> None:
     extra = tuple(sorted({k[0] for n in names for k in facts[n]} - {"z", "r"}))
     extra = tuple(e for e in extra if e not in VARIANTS)  # other methods' scores
     rough = ("zrn",) if all("n" in {k[0] for k in facts[n]} for n in names) else ()
-    kind_sets = ("z", "r", "zr", *rough, *(("zr",) + (e,) for e in extra))
+    kind_sets = ("z", "r", "zr", *rough, *((kinds, e) for kinds in ("zr", *rough) for e in extra))
     for kinds, joins, rels in itertools.product(kind_sets, (("all",), ("train",), JOINS), rel_sets):
         if isinstance(kinds, tuple):  # z and r profiles, and another method's scores
             subset = [(k, j, r) for k in kinds[0] for j in joins for r in rels] + [(kinds[1], joins[0], 0)]
