@@ -1,5 +1,5 @@
 """Nearest-neighbour distances on the features of the synthetic-defect segmenter
-(``defects``): its patch bank (``DefectsConfig.bank_levels``) scores an image by its patch
+(``defects``): its patch bank (``DefectsConfig.bank_levels``) scores an image by its patches
 farthest from every normal patch, where the segmenter alone scores its map's maximum. This
 measures the two side by side on the ``magnetic_tile`` suite's splits, and other banks
 (``--levels``: the deepest levels joined; ``--pool``) on the same fitted network.
@@ -8,7 +8,9 @@ For each seed: the ``defects`` detector is fitted with its defaults (or loaded f
 ``--models``, where an earlier run saved it); its ``segmenter`` score and map, its bank score
 (``score``) and the upsampled patch map (``patches``) are judged against the labels and masks
 (``suites.images.image_metrics``). The banks of ``--levels`` are built from the same network
-with the library's functions (``defects.patch_features``, ``neighbors``).
+over all the training images, and scored as the detector scores (``defects.patch_features``,
+``bank_distances``, ``position_scale``: the first ``bank_scale`` training images set the
+positions' scale; the mean of the ``bank_top`` largest patch scores).
 
     python experiments/defect_features.py --seeds 0-4 --models /tmp/defects_models
 
@@ -30,7 +32,7 @@ import numpy as np
 
 from jax_anomaly.data.images import TRAIN_FRACTION, image_split, load_magnetic_tile
 from jax_anomaly.detectors import defects
-from jax_anomaly.detectors.neighbors import nearest_distances, reference_blocks
+from jax_anomaly.detectors.neighbors import reference_blocks
 from jax_anomaly.environment import versions
 from jax_anomaly.estimators import estimator_for, load
 from jax_anomaly.suites.images import image_metrics
@@ -44,12 +46,30 @@ def feature_maps(cfg, params, rows: np.ndarray, batch: int = 32) -> np.ndarray:
     )
 
 
-def patch_distances(bank: np.ndarray, queries: np.ndarray, chunk: int = 2048) -> np.ndarray:
-    """Each query row's distance to its nearest bank row (exact, blocked)."""
-    blocks = {k: jnp.asarray(v) for k, v in reference_blocks(bank).items()}
-    nearest = jax.jit(jax.vmap(lambda q: nearest_distances(blocks, q, 1)[0]))
+def bank_params(features: np.ndarray) -> dict:
+    """The detector's bank parameters (``defects.bank_distances``) over patch features
+    ``(N, P, C)``, their rows in image order (padded: ``neighbors.reference_blocks``)."""
+    blocks = reference_blocks(features.reshape(-1, features.shape[-1]))
+    return {
+        "bank": jnp.asarray(blocks["rows"].reshape(-1, features.shape[-1])),
+        "sq": jnp.asarray(blocks["sq"].ravel()),
+    }
+
+
+def patch_scores(cfg, bank: np.ndarray, queries: np.ndarray, chunk: int = 16) -> np.ndarray:
+    """``(Nq, P)``: each query patch's distance to the nearest bank patch over its grid
+    position's scale, as the detector scores (``defects.bank_distances``,
+    ``defects.position_scale``; the bank's first ``cfg.bank_scale`` images are the held ones)."""
+    params = bank_params(bank)
+    n, p, _ = bank.shape
+    held = jnp.asarray(bank[: cfg.bank_scale])
+    scale = defects.position_scale(params, held, jnp.asarray(n * p, jnp.int32))
+    distances = jax.jit(jax.vmap(defects.bank_distances, in_axes=(None, 0)))
     return np.concatenate(
-        [np.asarray(nearest(jnp.asarray(queries[s : s + chunk]))) for s in range(0, len(queries), chunk)]
+        [
+            np.asarray(distances(params, jnp.asarray(queries[s : s + chunk])) / scale)
+            for s in range(0, len(queries), chunk)
+        ]
     )
 
 
@@ -121,12 +141,12 @@ def main(argv=None) -> None:
             t0 = time.perf_counter()
             bank = feature_maps(other, net, x[train])
             queries = feature_maps(other, net, x[test])
-            n, p, c = queries.shape
-            dist = patch_distances(bank.reshape(-1, c), queries.reshape(-1, c)).reshape(n, p)
-            metrics = image_metrics(labels, kinds, dist.max(1), masks, upsampled(dist, size))
+            dist = patch_scores(other, bank, queries)
+            score = np.sort(dist, axis=1)[:, -other.bank_top :].mean(axis=1)
+            metrics = image_metrics(labels, kinds, score, masks, upsampled(dist, size))
             row[f"levels{lv}"] = {
                 **_pct(metrics),
-                "bank": int(bank.shape[0] * p),
+                "bank": int(bank.shape[0] * bank.shape[1]),
                 "seconds": time.perf_counter() - t0,
             }
         for name in ["bank", *(f"levels{lv}" for lv in levels)]:

@@ -182,15 +182,12 @@ def test_defect_features_distances_and_feature_maps(defect_tiles):
     import dataclasses
 
     import jax
+    from sklearn.neighbors import NearestNeighbors
 
     from jax_anomaly.config import TrainConfig
     from jax_anomaly.detectors import defects
 
     exp = _module("defect_features")
-    rng = np.random.default_rng(0)
-    bank, queries = rng.standard_normal((300, 5)), rng.standard_normal((50, 5))
-    want = np.sqrt(((queries[:, None] - bank[None]) ** 2).sum(-1)).min(1)
-    np.testing.assert_allclose(exp.patch_distances(bank, queries, chunk=16), want, rtol=1e-4, atol=1e-4)
 
     cfg = defects.PRESETS["tiny"]  # 16x16 grey, channels 4, 8
     fitted = defects.DETECTOR.fit(
@@ -203,12 +200,22 @@ def test_defect_features_distances_and_feature_maps(defect_tiles):
     net = fitted.params["net"]
     maps = exp.feature_maps(cfg, net, defect_tiles.x_test[:7], batch=4)
     assert maps.shape == (7, 256, 12) and (maps >= 0).all()
-    # The experiment's distances are the detector's own patch scores (before its positions' scale).
+    # The experiment's patch scores are the detector's: its distances over the positions' scale
+    # (here from the bank's first 4 images), against brute force.
     test = exp.feature_maps(cfg, net, defect_tiles.x_test[:7])
     train = exp.feature_maps(cfg, net, defect_tiles.x_train[:64])
-    far = exp.patch_distances(train.reshape(-1, 12), test.reshape(-1, 12)).reshape(7, -1)
+    far = exp.patch_scores(dataclasses.replace(cfg, bank_scale=4), train, test)
+    nearest = NearestNeighbors(n_neighbors=1).fit(train.reshape(-1, 12))
+    held = (
+        NearestNeighbors(n_neighbors=1).fit(train[4:].reshape(-1, 12)).kneighbors(train[:4].reshape(-1, 12))
+    )
+    scale = held[0].reshape(4, 256).mean(0)
+    want = nearest.kneighbors(test.reshape(-1, 12))[0].reshape(7, 256) / scale
+    np.testing.assert_allclose(far, want, rtol=1e-3, atol=1e-4)
+    # without the scale, the detector's own bank (every training patch) gives the same distances
+    plain = exp.patch_scores(dataclasses.replace(cfg, bank_scale=0), train, test)
     got = defects.DETECTOR.score(fitted, defect_tiles.x_test[:7])["patches"] * fitted.params["scale"]
-    np.testing.assert_allclose(far, got, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(plain, got, rtol=1e-3, atol=1e-4)
     assert exp.upsampled(far, 32).shape == (7, 32, 32)
     # One level: the deepest alone, on its own (coarser) grid.
     deep = exp.feature_maps(
