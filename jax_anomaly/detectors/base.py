@@ -203,7 +203,8 @@ class Detector:
             states[phase.name] = phase.init_state(
                 cfg, _phase_train(phase, cfg, train), n_features, k, **extra
             )
-            previous = phase.params_of(states[phase.name])
+            if i + 1 < len(self.phases):  # the next phase starts from these parameters
+                previous = phase.params_of(states[phase.name])
         return self._packed(states)
 
     def fit(self, cfg, train: TrainConfig, x_train, x_val=None, *, key, progress=True) -> Fitted:
