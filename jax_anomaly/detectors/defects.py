@@ -18,8 +18,9 @@ deepest levels once and keeps every patch's features (the levels' outputs joined
 finest of their grids, box-averaged); a test image's score is its patch farthest from every
 bank patch (exact nearest-neighbour distances, blocked matrix products, each over its grid
 position's typical distance; the mean over its ``bank_top`` farthest patches), as PatchCore
-scores with pretrained features. The map stays the segmenter's (it outlines defects better than the
-coarse patch grid); ``segmenter`` is the map's maximum, the score with ``bank_levels=0``.
+scores with pretrained features. The map is the segmenter's probability (it outlines defects
+better than the coarse patch grid) times the bank distance upsampled to the pixels
+(``bank_map``); ``segmenter`` is the probability's maximum, the score with ``bank_levels=0``.
 """
 
 from __future__ import annotations
@@ -73,6 +74,10 @@ class DefectsConfig:
         distance: their patches' mean distance to the bank without them. A patch's distance is
         divided by its position's (edges and textured regions lie farther from the bank);
         0: no scaling.
+      bank_map: the map is the segmenter's (mean, smoothed) probability times each pixel's
+        distance to the bank (the patch grid's distances, not over the scale, bilinearly
+        upsampled to the image): a pixel must look like a defect and unlike every normal
+        patch. False: the probability alone.
       bank_size: patches the bank holds (a multiple of 1024 or at most 1024); where the
         training images have more, those of the images passed last (a random subset: the pass
         is shuffled) replace the first.
@@ -92,6 +97,7 @@ class DefectsConfig:
     bank_pool: int = 3
     bank_top: int = 10
     bank_scale: int = 40
+    bank_map: bool = True
     bank_size: int = 262_144
     score_batch: int = 64
 
@@ -253,10 +259,11 @@ def train_length(cfg: DefectsConfig, train: TrainConfig) -> TrainConfig:
 def make_sample_scorer(cfg: DefectsConfig, n_features: int):
     """``one(params, x) -> {'score', 'map', 'segmenter', 'patches'}``: the defect probability
     of every pixel (with ``cfg.mirrors`` the mean over the four mirror images), box filtered
-    over ``cfg.smooth`` pixels (the map), and its maximum (``segmenter``); each patch's
-    distance to the bank over its position's typical distance (``patches``, the patch grid
-    flattened) and the mean of the ``cfg.bank_top`` largest (the score; without a bank, the
-    score is ``segmenter``)."""
+    over ``cfg.smooth`` pixels, and its maximum (``segmenter``); each patch's distance to the
+    bank over its position's typical distance (``patches``, the patch grid flattened) and the
+    mean of the ``cfg.bank_top`` largest (the score; without a bank, the score is
+    ``segmenter``). The map is the probability, with ``cfg.bank_map`` times each pixel's
+    bank distance (the grid's distances, not over the scale, bilinearly upsampled)."""
     model = build_model(cfg, n_features)
     side = image_side(n_features, cfg)
 
@@ -281,12 +288,21 @@ def make_sample_scorer(cfg: DefectsConfig, n_features: int):
                 "this defects model's bank has no per-position scale (it was fitted before "
                 "bank_scale existed): fit it again"
             )
-        patches = bank_distances(params, joined_levels(cfg, [lv[:1] for lv in levels])[0])
-        patches = patches / params["scale"]
+        distances = bank_distances(params, joined_levels(cfg, [lv[:1] for lv in levels])[0])
+        patches = distances / params["scale"]
         farthest = jax.lax.top_k(patches, min(cfg.bank_top, patches.shape[0]))[0]
+        if cfg.bank_map:
+            out["map"] = amap * grid_to_pixels(distances, side)
         return {"score": jnp.mean(farthest), "patches": patches, **out}
 
     return one
+
+
+def grid_to_pixels(values: jax.Array, side: int) -> jax.Array:
+    """A square patch grid's values (flattened, ``(g * g,)``) bilinearly upsampled to a
+    ``side`` x ``side`` image (flattened), each value at its patch's centre."""
+    grid = math.isqrt(values.shape[0])
+    return jax.image.resize(values.reshape((grid, grid)), (side, side), "bilinear").reshape(-1)
 
 
 # ---- the patch bank: features of the normal images' patches, nearest-neighbour scores ----
@@ -438,6 +454,7 @@ __all__ = [
     "DefectsConfig",
     "balanced_loss",
     "bank_distances",
+    "grid_to_pixels",
     "patch_features",
     "position_scale",
     "smooth_noise",

@@ -127,7 +127,7 @@ def test_maps_find_the_defects(defect_tiles, fitted_tiles):
 
 
 def test_mirrored_map_is_the_mean_of_the_mirror_images_maps(defect_tiles, fitted_tiles):
-    plain = defects.DefectsConfig(channels=(4, 8), pack=1, smooth=1, mirrors=False)
+    plain = defects.DefectsConfig(channels=(4, 8), pack=1, smooth=1, mirrors=False, bank_map=False)
     one = jax.jit(defects.make_sample_scorer(plain, 256))
     mirrored = jax.jit(defects.make_sample_scorer(dataclasses.replace(plain, mirrors=True), 256))
     params = fitted_tiles.params  # {'net', 'bank', 'sq', 'scale'}
@@ -140,6 +140,22 @@ def test_mirrored_map_is_the_mean_of_the_mirror_images_maps(defect_tiles, fitted
     got = mirrored(params, image.ravel())
     np.testing.assert_allclose(np.asarray(got["map"]).reshape(16, 16), expected, rtol=1e-5, atol=1e-6)
     assert float(got["segmenter"]) == pytest.approx(expected.max(), rel=1e-5)
+
+
+def test_map_is_the_probability_times_the_upsampled_bank_distance(defect_tiles, fitted_tiles):
+    cfg = defects.PRESETS["tiny"]  # its patch grid is the image's 16x16
+    with_bank = jax.jit(defects.make_sample_scorer(cfg, 256))
+    alone = jax.jit(defects.make_sample_scorer(dataclasses.replace(cfg, bank_map=False), 256))
+    params = fitted_tiles.params
+    x = defect_tiles.x_test[45]
+    got, prob = with_bank(params, x), alone(params, x)
+    distance = np.asarray(got["patches"]) * np.asarray(params["scale"])  # not over the scale
+    np.testing.assert_allclose(got["map"], np.asarray(prob["map"]) * distance, rtol=1e-5, atol=1e-7)
+    for key in ("score", "segmenter", "patches"):  # only the map changes
+        np.testing.assert_array_equal(got[key], prob[key])
+    # a coarser grid: each value at its patch's centre, linear in between, flat at the edges
+    up = np.asarray(defects.grid_to_pixels(jnp.array([0.0, 4.0, 0.0, 4.0]), 4)).reshape(4, 4)
+    np.testing.assert_allclose(up, np.tile([0.0, 1.0, 3.0, 4.0], (4, 1)), atol=1e-6)
 
 
 def test_bank_holds_every_training_patch_and_scores_by_the_nearest(defect_tiles, fitted_tiles):
