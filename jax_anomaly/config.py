@@ -40,6 +40,11 @@ class TrainConfig:
         last one survives a crash).
       resume: continue from the checkpoint (same flags and seed): ends with the same
         parameters as an uninterrupted run.
+      stream_rows: keep the training data on the host (an array or a memory-mapped file, e.g.
+        ``load_image_folder(..., cache=)``) and send each epoch's batches to the device this
+        many rows at a time (rounded down to whole batches), for sets larger than the device's
+        memory; the same steps, keys and result as with the data on the device (None). One
+        device and one process.
     """
 
     epochs: int | None = None
@@ -54,6 +59,7 @@ class TrainConfig:
     checkpoint: str | None = dataclasses.field(default=None, metadata={"cli": False})
     checkpoint_every: int | None = None
     resume: bool = False
+    stream_rows: int | None = None
 
     def __post_init__(self):
         _check(self.epochs is None or self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
@@ -69,6 +75,10 @@ class TrainConfig:
         _check(
             self.checkpoint_every is None or self.checkpoint_every >= 1,
             f"checkpoint_every must be >= 1, got {self.checkpoint_every}",
+        )
+        _check(
+            self.stream_rows is None or self.stream_rows >= 1,
+            f"stream_rows must be >= 1, got {self.stream_rows}",
         )
 
 

@@ -303,10 +303,12 @@ class Detector:
             extra = self.score_inputs(fitted.config, x, key)
         mesh = make_mesh(devices)
         cfg, n = fitted.config, len(x)
-        if not progress:
+        if not progress and x.nbytes <= SCORE_BYTES:
             scorer = self.sharded_scorer(cfg, fitted.n_features, n, mesh)
             out = map_samples(scorer, mesh, fitted.params, x, *extra)
             return {**out, "score": saturate(out["score"])}
+        if not progress:  # a large host set (a memory map): chunk by chunk, no line
+            progress = Progress(n, "score", enabled=False)
         bar = progress if isinstance(progress, Progress) else Progress(n, "score", unit="samples")
         # One call per lax.map chunk of each device: the vmap width the single call uses (its
         # last, shorter chunk aside), so only the last call is padded.
@@ -435,9 +437,16 @@ def adam(train: TrainConfig, default_b1: float = 0.9):
 # ---- input checks -------------------------------------------------------------------------
 
 
+# Host data is checked this many bytes at a time, and scored in chunks past SCORE_BYTES, so a
+# memory-mapped set is never read into memory whole (float32 data is not copied either).
+CHECK_BYTES = 1 << 26
+SCORE_BYTES = 1 << 30
+
+
 def check_features(x, n_features: int | None = None, what: str = "x") -> np.ndarray:
     """Validates a data matrix at a public boundary: numeric, rank 2, non-empty, finite, and
-    (when given) ``n_features`` columns. Returns it as float32."""
+    (when given) ``n_features`` columns. Returns it as float32 (float32 data itself, a memory
+    map included: not copied)."""
     x = np.asarray(x)
     if not np.issubdtype(x.dtype, np.number):
         raise ValueError(f"{what} must be numeric, got dtype {x.dtype}")
@@ -447,10 +456,13 @@ def check_features(x, n_features: int | None = None, what: str = "x") -> np.ndar
         raise ValueError(f"{what} is empty")
     if n_features is not None and x.shape[1] != n_features:
         raise ValueError(f"{what} has {x.shape[1]} features; the detector was fitted on {n_features}")
-    if not np.all(np.isfinite(x)):
-        raise ValueError(f"{what} contains NaN or inf values")
-    check_float32_range(x, what)
-    return x.astype(np.float32)
+    rows = max(1, CHECK_BYTES // max(1, x[:1].nbytes))  # a memory-mapped set: a part at a time
+    for start in range(0, len(x), rows):
+        part = x[start : start + rows]
+        if not np.all(np.isfinite(part)):
+            raise ValueError(f"{what} contains NaN or inf values")
+        check_float32_range(part, what)
+    return x.astype(np.float32, copy=False)
 
 
 def check_float32_range(x: np.ndarray, what: str = "x") -> None:

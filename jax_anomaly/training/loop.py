@@ -186,6 +186,75 @@ def make_epoch_fn(
     return epoch
 
 
+def host_rows(a, rows: np.ndarray) -> np.ndarray:
+    """``a[rows]`` for a host array or a memory map, read in file order (each row once)."""
+    unique, inverse = np.unique(rows, return_inverse=True)
+    return np.asarray(a[unique])[inverse]
+
+
+class StreamedEpochs:
+    """The epoch of ``make_epoch_fn`` with the data on the host: the same seeded batches,
+    gathered on the host and sent to the device ``steps`` batches at a time, each chunk one
+    compiled ``lax.scan``; the per-step keys are the on-device epoch's (its global step
+    index), so the result equals it. ``run(state, data, val_data, key) -> (state, metrics)``;
+    ``compile_seconds`` adds up the compilations (one per chunk shape: at most two, and the
+    validation function)."""
+
+    def __init__(
+        self, step: Step, *, n: int, batch_size: int, drop_remainder: bool, unroll: int, rows: int, eval_fn
+    ):
+        self.n, self.batch_size, self.drop_remainder = n, batch_size, drop_remainder
+        self.steps = max(1, rows // batch_size)
+        self.eval_fn, self.compile_seconds, self._compiled = eval_fn, 0.0, {}
+
+        def chunk(state, batches, mask, first, step_key):
+            def body(state, inputs):
+                i, batch, row_mask = inputs
+                return step(state, batch, row_mask, jax.random.fold_in(step_key, i))
+
+            steps = first + jnp.arange(mask.shape[0])
+            state, metrics = jax.lax.scan(body, state, (steps, batches, mask), unroll=unroll)
+            weights = mask.sum(axis=1)
+            return state, jax.tree.map(lambda m: jnp.sum(m * weights), metrics), jnp.sum(weights)
+
+        self._chunk = jax.jit(chunk)
+
+    def _compile(self, name, fn, *args):
+        shapes = (name, *(a.shape for a in jax.tree.leaves(args)))
+        if shapes not in self._compiled:
+            t0 = time.perf_counter()
+            self._compiled[shapes] = fn.lower(*args).compile()
+            self.compile_seconds += time.perf_counter() - t0
+        return self._compiled[shapes]
+
+    def run(self, state, data, val_data, key):
+        perm_key, step_key = jax.random.split(key)
+        idx, mask = (
+            np.asarray(a) for a in epoch_batches(perm_key, self.n, self.batch_size, self.drop_remainder)
+        )
+        totals, weight = None, 0.0
+        for first in range(0, len(idx), self.steps):
+            rows = idx[first : first + self.steps]
+            batches = jax.tree.map(
+                lambda a, rows=rows: host_rows(a, rows.ravel()).reshape(rows.shape + a.shape[1:]), data
+            )
+            args = (
+                state,
+                jax.device_put(batches),
+                jnp.asarray(mask[first : first + self.steps]),
+                jnp.int32(first),
+                step_key,
+            )
+            state, sums, w = self._compile("chunk", self._chunk, *args)(*args)
+            totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+            weight = weight + w
+        metrics = jax.tree.map(lambda t: t / weight, totals)
+        if self.eval_fn is not None:
+            evaluate = self._compile("eval", jax.jit(self.eval_fn), state, val_data)
+            metrics.update({f"val_{k}": v for k, v in evaluate(state, val_data).items()})
+        return state, metrics
+
+
 def key_list(key) -> list:
     """A PRNG key (typed or raw) as nested lists: how checkpoints record the key they need."""
     return np.asarray(
@@ -283,6 +352,11 @@ def fit_loop(
     batch_size = min(train.batch_size, n)
     epochs = train.epochs or auto_epochs(n, batch_size, drop_remainder)
     mesh = make_mesh(train_devices(train.devices))
+    if train.stream_rows is not None and (mesh.devices.size > 1 or jax.process_count() > 1):
+        raise ValueError(
+            "stream_rows trains on one device in one process: leave it unset to train over "
+            f"{mesh.devices.size} devices in {jax.process_count()} processes"
+        )
     counts = None
     if mesh.devices.size > 1:  # each device holds its own shard of the rows
         data, counts = place_shards(data, n, mesh, local=total_rows is not None)
@@ -324,11 +398,23 @@ def fit_loop(
         best_state = saved_best if saved_best is not None else state
         start = meta["epoch"] + 1
     state, val_data = replicate((state, val_data), mesh)
-    if counts is None:
-        data = replicate(data, mesh)
-    t0 = time.perf_counter()
-    compiled = jax.jit(epoch_and_eval).lower(state, data, val_data, key).compile()
-    compile_seconds = time.perf_counter() - t0
+    if train.stream_rows is not None:  # the data stays on the host
+        streamed = StreamedEpochs(
+            step,
+            n=n,
+            batch_size=batch_size,
+            drop_remainder=drop_remainder,
+            unroll=train.unroll,
+            rows=train.stream_rows,
+            eval_fn=eval_fn,
+        )
+        compiled = streamed.run
+    else:
+        if counts is None:
+            data = replicate(data, mesh)
+        t0 = time.perf_counter()
+        compiled = jax.jit(epoch_and_eval).lower(state, data, val_data, key).compile()
+        compile_seconds = time.perf_counter() - t0
 
     def save(epoch):
         meta = {
@@ -376,6 +462,9 @@ def fit_loop(
         if checkpoint is not None and due:  # persistence writes on one process only
             save(epoch)
     bar.close()
+    if train.stream_rows is not None:  # compiled on the first epoch: not training time
+        compile_seconds = streamed.compile_seconds
+        train_seconds -= compile_seconds
     if patience is not None:
         state = best_state
     else:

@@ -233,3 +233,34 @@ def test_estimator_saves_loads_and_exports(tmp_path, defect_tiles):
     np.testing.assert_allclose(
         load_exported(tmp_path / "exported")(defect_tiles.x_test[:20]), scores, rtol=1e-4, atol=1e-4
     )
+
+
+def test_photographs_streamed_from_disk_train_and_score_as_in_memory(defect_tiles, tmp_path, monkeypatch):
+    from jax_anomaly.detectors import base
+
+    def on_disk(name, rows):
+        mapped = np.lib.format.open_memmap(tmp_path / name, "w+", np.float32, rows.shape)
+        mapped[:] = rows
+        mapped.flush()
+        return np.load(tmp_path / name, mmap_mode="r")
+
+    x, test = defect_tiles.x_train[:100], defect_tiles.x_test
+    cfg, train = defects.PRESETS["tiny"], TrainConfig(epochs=2, batch_size=16)
+    disk_x, disk_test = on_disk("train.npy", x), on_disk("test.npy", test)
+    assert np.shares_memory(base.check_features(disk_x), disk_x)  # checked without a copy
+    in_memory = defects.DETECTOR.fit(cfg, train, x, key=jax.random.key(3), progress=False)
+    streamed = defects.DETECTOR.fit(
+        cfg, dataclasses.replace(train, stream_rows=40), disk_x, key=jax.random.key(3), progress=False
+    )
+    # both phases (the training steps, the bank's pass) from 2-batch chunks
+    for a, b in zip(jax.tree.leaves(streamed.params), jax.tree.leaves(in_memory.params), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
+    monkeypatch.setattr(base, "SCORE_BYTES", test.nbytes // 3)  # a large set: scored by parts
+    monkeypatch.setattr(base, "CHECK_BYTES", test.nbytes // 5)  # and checked by parts
+    got, want = defects.DETECTOR.score(streamed, disk_test), defects.DETECTOR.score(in_memory, test)
+    for key in ("score", "map", "patches"):
+        np.testing.assert_allclose(got[key], want[key], rtol=1e-4, atol=1e-5)
+    bad = np.array(test)
+    bad[-1, 0] = np.nan  # in the last part checked
+    with pytest.raises(ValueError, match="contains NaN"):
+        defects.DETECTOR.score(streamed, bad)

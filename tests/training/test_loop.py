@@ -140,3 +140,34 @@ def test_default_training_length_is_steps_based():
     assert auto_epochs(6000, 128) == 43  # 47 steps per epoch
     assert auto_epochs(100_000, 128) == 20  # at least 20 epochs
     assert auto_epochs(10, 128) == 2000  # one (clamped) batch per epoch
+
+
+def test_streamed_epochs_from_a_memory_map_equal_the_data_on_the_device(setup, synthetic, tmp_path):
+    state, plain, x = setup
+
+    def step(state, batch, mask, key):  # draws from its key, as the denoising detectors do
+        return plain(state, batch + 0.1 * jax.random.normal(key, batch.shape), mask, key)
+
+    host = np.lib.format.open_memmap(tmp_path / "x.npy", "w+", np.float32, x.shape)
+    host[:] = np.asarray(x)
+    evaluate, val = ae.make_eval(CFG, 0), jnp.asarray(synthetic.x_val)
+    # 3 batches a chunk: the epoch's last chunk and its last batch are both shorter
+    settings = dict(epochs=3, batch_size=32, key=jax.random.key(9), eval_fn=evaluate, val_data=val)
+    assert (len(x) // 32 + 1) % 3 and len(x) % 32
+    on_device, r_device = fit(state, step, x, **settings)
+    streamed, r_stream = fit(state, step, host, stream_rows=100, **settings)
+    _assert_trees_close(streamed.params, on_device.params, rtol=1e-5, atol=1e-6)
+    assert int(streamed.step) == int(on_device.step) == 3 * (len(x) // 32 + 1)
+    for a, b in zip(r_stream.history, r_device.history, strict=True):
+        np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-5)
+        np.testing.assert_allclose(a["val_loss"], b["val_loss"], rtol=1e-5)
+    assert r_stream.compile_seconds > 0
+    with pytest.raises(ValueError, match="stream_rows must be"):
+        TrainConfig(stream_rows=0)
+
+
+def test_streaming_refuses_several_processes(setup, monkeypatch):
+    state, step, x = setup
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    with pytest.raises(ValueError, match="one device in one process"):
+        fit(state, step, np.asarray(x), epochs=1, stream_rows=64, key=jax.random.key(0))
