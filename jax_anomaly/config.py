@@ -40,11 +40,11 @@ class TrainConfig:
         last one survives a crash).
       resume: continue from the checkpoint (same flags and seed): ends with the same
         parameters as an uninterrupted run.
-      stream_rows: keep the training data on the host (an array or a memory-mapped file, e.g.
-        ``load_image_folder(..., cache=)``) and send each epoch's batches to the device this
-        many rows at a time (rounded down to whole batches), for sets larger than the device's
-        memory; the same steps, keys and result as with the data on the device (None). One
-        device and one process.
+      stream_rows: keep the training data on the host (an array, or a memory-mapped ``.npy``
+        file: ``np.load(path, mmap_mode="r")``) and send each epoch's batches to the device
+        this many rows at a time (rounded down to whole batches), for sets larger than the
+        device's memory; the same steps, keys and result as with the data on the device
+        (None). One device and one process.
     """
 
     epochs: int | None = None
