@@ -107,6 +107,7 @@ class DataConfig:
       point_rule: how window scores become point scores: mean or max of the covering windows.
       image_size: side in pixels that photographs (magnetic_tile, folder:PATH) are resized to
         (None: the detector's choice, its config's resize_to, where it has one; else 64).
+      rgb: photographs in colour (rows of side x side x 3 values) instead of grey.
     """
 
     dataset: str = "digits"
@@ -121,6 +122,7 @@ class DataConfig:
     stride: int = 1
     point_rule: str = dataclasses.field(default="mean", metadata={"choices": ("mean", "max")})
     image_size: int | None = None
+    rgb: bool = False
 
     def __post_init__(self):
         if self.window in (None, "auto"):

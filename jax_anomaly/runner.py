@@ -101,6 +101,7 @@ def prepare_data(cfg: RunConfig, share: tuple[int, int] | None = None) -> OneCla
         synthetic=d.synthetic,
         lazy=share is not None,
         image_size=image_size,
+        rgb=d.rgb,
     )
     return one_class_split(ds, d.normal, val_fraction=d.val_fraction, seed=cfg.seed, share=share)
 
@@ -324,7 +325,7 @@ def _write_run_folder(out: Path, cfg: RunConfig, data, model, train, test_out, s
         if maps_only:
             plotting.plot_defect_maps(
                 plots / "maps.png",
-                data.x_test[pick].reshape((-1, *data.image_shape[:2])),
+                data.x_test[pick].reshape((-1, *data.image_shape)),
                 np.asarray(test_out["map"])[pick].reshape((-1, *data.image_shape[:2])),
                 None,
                 [f"{'anomaly' if data.y_test[i] else 'normal'} {scores[i]:.3g}" for i in pick],

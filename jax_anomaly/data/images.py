@@ -167,10 +167,10 @@ def load_image_folder(
 
 
 def load_magnetic_tile(
-    data_dir: str | None = None, *, size: int = IMAGE_SIZE, mode: str = "resize"
+    data_dir: str | None = None, *, size: int = IMAGE_SIZE, mode: str = "resize", grey: bool = True
 ) -> ImageSet:
     """The magnetic tile defect photographs (Huang et al. 2018): ``MT_Free`` normal, the other
-    ``MT_*`` folders defect kinds, masks beside the images; grey.
+    ``MT_*`` folders defect kinds, masks beside the images; grey (``grey=False``: as RGB).
 
     Raises:
       FileNotFoundError: the folder is in no data root.
@@ -182,7 +182,7 @@ def load_magnetic_tile(
         how=f"Put the MT_* folders in <root>/{MAGNETIC_TILE_FOLDER}/",
     ).parent
     return load_image_folder(
-        folder, normal=MAGNETIC_TILE_NORMAL, size=size, mode=mode, grey=True, name="magnetic_tile"
+        folder, normal=MAGNETIC_TILE_NORMAL, size=size, mode=mode, grey=grey, name="magnetic_tile"
     )
 
 

@@ -255,13 +255,14 @@ def load_dataset(
     synthetic: dict | None = None,
     lazy: bool = False,
     image_size: int | None = None,
+    rgb: bool = False,
 ) -> Dataset:
     """Loads a data set by name: ``mnist``, ``fashion_mnist``, ``digits``, ``synthetic``,
     ``npz:PATH``, ``csv:PATH``, ``adbench:NAME``, ``magnetic_tile`` or ``folder:PATH``.
     ``lazy``: IDX images are read only when rows are taken
     (``load_idx_dataset``); the other sources are small and load whole. ``image_size``: the
     side photographs (``magnetic_tile``, ``folder:PATH``) are resized to (None:
-    ``images.IMAGE_SIZE``).
+    ``images.IMAGE_SIZE``); ``rgb``: photographs in colour, not grey.
 
     Data sets without their own test split get a seeded stratified split of
     ``test_fraction``.
@@ -288,7 +289,7 @@ def load_dataset(
     if dataset.startswith("adbench:"):
         return load_adbench_dataset(dataset, data_dir, seed)
     if is_photographs(dataset):
-        return load_image_dataset(dataset, data_dir, seed, image_size)
+        return load_image_dataset(dataset, data_dir, seed, image_size, rgb)
     raise ValueError(
         f"unknown data set '{dataset}'; expected one of {', '.join(BUILTIN_DATASETS)}, npz:PATH, csv:PATH, "
         "adbench:NAME, magnetic_tile, folder:PATH"
@@ -311,9 +312,11 @@ def load_adbench_dataset(spec: str, data_dir: str | None, seed: int) -> Dataset:
     )
 
 
-def load_image_dataset(spec: str, data_dir: str | None, seed: int, size: int | None = None) -> Dataset:
+def load_image_dataset(
+    spec: str, data_dir: str | None, seed: int, size: int | None = None, rgb: bool = False
+) -> Dataset:
     """``magnetic_tile`` or ``folder:PATH`` (anomalib's Folder layout, normal folder ``good``)
-    as grey square images of side ``size`` (None: ``images.IMAGE_SIZE``): a seeded
+    as grey (``rgb``: colour) square images of side ``size`` (None: ``images.IMAGE_SIZE``): a seeded
     ``images.TRAIN_FRACTION`` of the normal images train, the rest and every defective image
     test (label 1 = defective)."""
     from jax_anomaly.data.images import (
@@ -326,9 +329,9 @@ def load_image_dataset(spec: str, data_dir: str | None, seed: int, size: int | N
 
     size = size or IMAGE_SIZE
     if spec == "magnetic_tile":
-        images = load_magnetic_tile(data_dir, size=size)
+        images = load_magnetic_tile(data_dir, size=size, grey=not rgb)
     else:
-        images = load_image_folder(spec.partition(":")[2], size=size)
+        images = load_image_folder(spec.partition(":")[2], size=size, grey=not rgb)
     train, test = image_split(images.labels, seed, TRAIN_FRACTION)
     x = images.images.reshape(len(images), -1)
     return Dataset(
@@ -337,7 +340,7 @@ def load_image_dataset(spec: str, data_dir: str | None, seed: int, size: int | N
         y_train=images.labels[train],
         x_test=x[test],
         y_test=images.labels[test],
-        image_shape=(size, size),
+        image_shape=(size, size, 3) if rgb else (size, size),
         value_max=255.0,
         test_rows=test,
     )

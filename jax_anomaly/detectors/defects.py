@@ -135,20 +135,23 @@ class DefectsConfig:
             )
 
 
-def image_side(n_features: int, cfg: DefectsConfig) -> int:
-    """The side of the square grey images in rows of ``n_features``.
+def image_shape(n_features: int, cfg: DefectsConfig) -> tuple[int, int, int]:
+    """``(side, side, channels)`` of the square images in rows of ``n_features``: grey (rows
+    of side**2 pixels) or RGB (side**2 * 3 values, each pixel's three together; 3 x a square
+    is never a square, so the count tells which).
 
     Raises:
-      ValueError: not square, or the side does not divide by ``pack * 2**(levels - 1)``.
+      ValueError: neither, or the side does not divide by ``pack * 2**(levels - 1)``.
     """
-    side = math.isqrt(n_features)
     step = cfg.pack * 2 ** (len(cfg.channels) - 1)
-    if side * side != n_features or side % step:
-        raise ValueError(
-            f"defects needs square grey images whose side divides by {step} (pack "
-            f"{cfg.pack} x 2 per level after the first); got {n_features} features"
-        )
-    return side
+    for channels in (1, 3):
+        side = math.isqrt(n_features // channels)
+        if side * side * channels == n_features and side % step == 0:
+            return side, side, channels
+    raise ValueError(
+        f"defects needs square grey or RGB images whose side divides by {step} (pack "
+        f"{cfg.pack} x 2 per level after the first); got {n_features} features"
+    )
 
 
 def smooth_noise(key: jax.Array, side: int) -> jax.Array:
@@ -164,8 +167,8 @@ def smooth_noise(key: jax.Array, side: int) -> jax.Array:
 
 
 def synthetic_defects(key: jax.Array, image: jax.Array, other: jax.Array, cfg: DefectsConfig):
-    """``(image with a synthetic defect or unchanged, its defect mask)`` for one image (H, W)
-    in [0, 1]; ``other`` (H, W) lends its texture to some defects."""
+    """``(image with a synthetic defect or unchanged, its defect mask (H, W))`` for one image
+    (H, W, C) in [0, 1]; ``other`` (H, W, C) lends its texture to some defects."""
     k = jax.random.split(key, 9)
     side = image.shape[0]
     shape_noise = smooth_noise(k[0], side)
@@ -180,12 +183,11 @@ def synthetic_defects(key: jax.Array, image: jax.Array, other: jax.Array, cfg: D
     keep = jax.random.uniform(k[8], (), minval=0.0, maxval=0.7)
     fill = keep * image + (1.0 - keep) * fill
     mask = mask.astype(image.dtype)
-    return image * (1.0 - mask) + fill * mask, mask
+    return image * (1.0 - mask[..., None]) + fill * mask[..., None], mask
 
 
 def build_model(cfg: DefectsConfig, n_features: int) -> SegmentationNet:
-    side = image_side(n_features, cfg)
-    return SegmentationNet((side, side, 1), cfg.channels, cfg.pack)
+    return SegmentationNet(image_shape(n_features, cfg), cfg.channels, cfg.pack)
 
 
 def init_state(cfg: DefectsConfig, train: TrainConfig, n_features: int, key):
@@ -208,20 +210,20 @@ def balanced_loss(logits: jax.Array, masks: jax.Array, mask: jax.Array) -> jax.A
 
 
 def defect_batch(cfg: DefectsConfig, batch: jax.Array, key: jax.Array):
-    """Rows (B, D) -> (rows with synthetic defects, their masks (B, D)): each image mirrored
+    """Rows (B, D) -> (rows with synthetic defects, their masks (B, H*W)): each image mirrored
     at random (both axes), then given a defect or not; the next image of the batch lends
     texture."""
     b, d = batch.shape
-    side = math.isqrt(d)
+    side, _, channels = image_shape(d, cfg)
     k_flip, k_defect = jax.random.split(key)
-    images = batch.reshape((b, side, side))
-    flips = jax.random.bernoulli(k_flip, 0.5, (2, b, 1, 1))
+    images = batch.reshape((b, side, side, channels))
+    flips = jax.random.bernoulli(k_flip, 0.5, (2, b, 1, 1, 1))
     images = jnp.where(flips[0], images[:, ::-1], images)
     images = jnp.where(flips[1], images[:, :, ::-1], images)
     defective, masks = jax.vmap(synthetic_defects, in_axes=(0, 0, 0, None))(
         jax.random.split(k_defect, b), images, jnp.roll(images, 1, axis=0), cfg
     )
-    return defective.reshape((b, d)), masks.reshape((b, d))
+    return defective.reshape((b, d)), masks.reshape((b, side * side))
 
 
 def make_step(cfg: DefectsConfig, train: TrainConfig, n_features: int):
@@ -265,11 +267,11 @@ def make_sample_scorer(cfg: DefectsConfig, n_features: int):
     ``segmenter``). The map is the probability, with ``cfg.bank_map`` times each pixel's
     bank distance (the grid's distances, not over the scale, bilinearly upsampled)."""
     model = build_model(cfg, n_features)
-    side = image_side(n_features, cfg)
+    side, _, channels = image_shape(n_features, cfg)
 
     def one(params, x):
         net = params["net"]
-        image = x.reshape((side, side))
+        image = x.reshape((side, side, channels))
         views = [image, image[::-1], image[:, ::-1], image[::-1, ::-1]] if cfg.mirrors else [image]
         # One pass gives the map and the bank's features (those of the first view, the image).
         logits, levels = model.apply(

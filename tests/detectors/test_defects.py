@@ -26,11 +26,12 @@ def fitted_tiles(defect_tiles):
     )
 
 
-def test_synthetic_defects_change_only_their_mask():
+@pytest.mark.parametrize("channels", [1, 3])  # grey, RGB
+def test_synthetic_defects_change_only_their_mask(channels):
     cfg = defects.DefectsConfig(defect_share=1.0)
     rng = np.random.default_rng(0)
-    image = jnp.asarray(rng.uniform(0.3, 0.7, (32, 32)), jnp.float32)
-    other = jnp.asarray(rng.uniform(0.3, 0.7, (32, 32)), jnp.float32)
+    image = jnp.asarray(rng.uniform(0.3, 0.7, (32, 32, channels)), jnp.float32)
+    other = jnp.asarray(rng.uniform(0.3, 0.7, (32, 32, channels)), jnp.float32)
     shares, lines, blobs = [], [], []
     for i in range(40):
         for line_share, kept in ((1.0, lines), (0.0, blobs)):
@@ -41,6 +42,7 @@ def test_synthetic_defects_change_only_their_mask():
                 defects.DefectsConfig(defect_share=1.0, line_share=line_share),
             )
             out, mask = np.asarray(out), np.asarray(mask)
+            assert out.shape == image.shape and mask.shape == (32, 32)
             assert set(np.unique(mask)) <= {0.0, 1.0}
             np.testing.assert_array_equal(out[mask == 0], np.asarray(image)[mask == 0])
             assert out.min() >= 0.0 and out.max() <= 1.0
@@ -85,8 +87,10 @@ def test_packed_network_keeps_every_pixel():
     assert net.apply(params, jnp.zeros((3, 256))).shape == (3, 256)
     with pytest.raises(ValueError, match="divides by 8"):
         defects.build_model(defects.DefectsConfig(channels=(4, 8, 8), pack=2), 12 * 12)
-    with pytest.raises(ValueError, match="square grey images"):
+    with pytest.raises(ValueError, match="square grey or RGB images"):
         defects.build_model(defects.PRESETS["tiny"], 250)
+    assert defects.image_shape(16 * 16 * 3, defects.PRESETS["tiny"]) == (16, 16, 3)
+    assert defects.image_shape(16 * 16, defects.PRESETS["tiny"]) == (16, 16, 1)
 
 
 def test_config_checks():
@@ -124,6 +128,28 @@ def test_maps_find_the_defects(defect_tiles, fitted_tiles):
         for m, a in zip(defect_tiles.masks[40:], maps[40:], strict=True)
     ]
     assert np.mean(hits) > 0.8
+
+
+def test_colour_photographs_train_and_find_their_defects(defect_tiles):
+    tint = np.array([1.0, 0.8, 0.6], np.float32)  # each pixel's three values together
+
+    def rgb(rows):
+        return (rows.reshape(-1, 16, 16, 1) * tint).reshape(len(rows), -1)
+
+    cfg = defects.PRESETS["tiny"]
+    images, masks = defects.defect_batch(cfg, jnp.asarray(rgb(defect_tiles.x_train[:8])), jax.random.key(2))
+    assert images.shape == (8, 16 * 16 * 3) and masks.shape == (8, 16 * 16)  # a mask per pixel
+    fitted = defects.DETECTOR.fit(
+        cfg,
+        TrainConfig(epochs=20, batch_size=32),
+        rgb(defect_tiles.x_train),
+        key=jax.random.key(0),
+        progress=False,
+    )
+    out = defects.DETECTOR.score(fitted, rgb(defect_tiles.x_test))
+    assert out["map"].shape == (len(defect_tiles.x_test), 16 * 16)
+    assert roc_auc_score(defect_tiles.y_test, out["score"]) > 0.9
+    assert roc_auc_score(defect_tiles.masks.ravel(), out["map"].ravel()) > 0.9
 
 
 def test_mirrored_map_is_the_mean_of_the_mirror_images_maps(defect_tiles, fitted_tiles):

@@ -252,6 +252,10 @@ def test_photographs_default_to_the_defect_segmenter_at_its_size(root, tmp_path,
     summary = json.loads((out / "metrics.json").read_text())
     assert summary["detector"] == "defects" and summary["data"]["n_features"] == 16 * 16
     assert (out / "plots" / "maps.png").is_file() and "maps" in (out / "report.html").read_text()
+    colour = tmp_path / "colour"  # the same photographs as RGB rows
+    assert main([*argv, "--rgb", "--epochs", "1", "--batch-size", "8", "--out", str(colour), "--quiet"]) == 0
+    summary = json.loads((colour / "metrics.json").read_text())
+    assert summary["data"]["n_features"] == 16 * 16 * 3 and (colour / "plots" / "maps.png").is_file()
     options = {"data_dir": str(root), "estimator": {"preset": "tiny", "epochs": 2, "batch_size": 8}}
     calls = []
     run_group = suites.SUITES["magnetic_tile"].run_group
