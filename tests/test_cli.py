@@ -105,7 +105,7 @@ def test_conv_vae_run_writes_the_latent_plot(tmp_path):
         (["run", "--detector", "fanogan", "--loss", "paper"], "--loss does not apply to detector 'fanogan'"),
         (
             ["run", "--dataset", "synthetic", "--detector", "ae", "--arch", "conv"],
-            "square single-channel images",
+            "square grey or RGB images",
         ),
     ],
 )

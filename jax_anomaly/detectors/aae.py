@@ -30,7 +30,7 @@ class AAEConfig:
     Attributes:
       hidden: hidden layer sizes of the dense encoder (mirrored in the decoder).
       latent: latent size (the prior N(0, I) lives here).
-      arch: dense MLPs or conv (convolutional networks; square single-channel images).
+      arch: dense MLPs or conv (convolutional networks; square grey or RGB images).
       channels: conv channels per stride-2 level.
       activation: hidden activation (None: ReLU dense, LeakyReLU conv).
       output_activation: sigmoid (data in [0, 1]) or linear.

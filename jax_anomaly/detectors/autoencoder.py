@@ -36,7 +36,7 @@ class AEConfig:
         A ``_std`` suffix (loss_std, mean3_std, ...) divides each pixel's map by a scale
         fitted on the held-out normal maps.
       score_batch: samples per vmapped scoring chunk.
-      arch: dense MLPs, conv (convolutional networks; square single-channel images), conv1d
+      arch: dense MLPs, conv (convolutional networks; square grey or RGB images), conv1d
         (1-D convolutions over a window's steps) or gru (recurrent; hidden[0] units).
       channels: conv/conv1d channels per stride-2 level, e.g. 32,64.
       in_channels: channels of each step of a conv1d/gru window (set from the series).

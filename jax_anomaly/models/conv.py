@@ -1,4 +1,4 @@
-"""Convolutional Flax Linen modules for square single-channel images: encoder, decoder
+"""Convolutional Flax Linen modules for square grey or RGB images: encoder, decoder
 (a conv autoencoder / conv VAE) and the DCGAN generator and discriminator.
 
 Every module takes and returns flat rows ``(..., D)`` like the dense ones, so the detectors,
@@ -11,6 +11,7 @@ per-sample (vmapped) AnoGAN search and the jitted steps simple.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import flax.linen as nn
@@ -23,18 +24,21 @@ _KERNEL = (4, 4)
 
 
 def image_shape_for(n_features: int, levels: int) -> tuple[int, int, int]:
-    """``(side, side, 1)`` for ``n_features = side**2`` with ``side`` divisible by ``2**levels``.
+    """``(side, side, 1)`` for ``n_features = side**2`` (grey) or ``(side, side, 3)`` for
+    ``3 * side**2`` (RGB rows, each pixel's three values together), with ``side`` divisible by
+    ``2**levels``.
 
     Raises:
       ValueError: the features are not a square image the conv stack can halve ``levels`` times.
     """
-    side = int(round(n_features**0.5))
-    if side * side != n_features or side % (2**levels):
-        raise ValueError(
-            f"arch 'conv' needs square single-channel images whose side divides by 2**{levels} "
-            f"(one halving per entry of channels); got {n_features} features"
-        )
-    return side, side, 1
+    for colours in (1, 3):  # 3 x a square is never a square: the count tells which
+        side = math.isqrt(n_features // colours)
+        if side * side * colours == n_features and side % (2**levels) == 0:
+            return side, side, colours
+    raise ValueError(
+        f"arch 'conv' needs square grey or RGB images whose side divides by 2**{levels} "
+        f"(one halving per entry of channels); got {n_features} features"
+    )
 
 
 def _unfold_conv(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:

@@ -74,11 +74,14 @@ def encoder_decoder(
             output_activation=output_activation,
             outputs_per_feature=outputs_per_feature,
         )
-    height, width, _ = conv.image_shape_for(n_features, len(channels))
-    return (
-        conv.ConvEncoder((height, width, 1), tuple(channels), encoder_out, activation),
+    height, width, colours = conv.image_shape_for(n_features, len(channels))
+    return (  # the decoder's outputs per feature sit beside each other, as (D, outputs) flattened
+        conv.ConvEncoder((height, width, colours), tuple(channels), encoder_out, activation),
         conv.ConvDecoder(
-            (height, width, outputs_per_feature), tuple(reversed(channels)), activation, output_activation
+            (height, width, colours * outputs_per_feature),
+            tuple(reversed(channels)),
+            activation,
+            output_activation,
         ),
     )
 

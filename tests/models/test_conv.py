@@ -11,22 +11,24 @@ from jax_anomaly.models import ConvDiscriminator, EncoderDecoder, encoder_decode
 
 @pytest.mark.parametrize("n, levels", [(20, 1), (784, 3), (63, 1)])
 def test_image_shape_rejects_what_the_conv_stack_cannot_halve(n, levels):
-    with pytest.raises(ValueError, match="square single-channel images"):
+    with pytest.raises(ValueError, match="square grey or RGB images"):
         image_shape_for(n, levels)
 
 
 def test_image_shapes():
     assert image_shape_for(784, 2) == (28, 28, 1) and image_shape_for(64, 3) == (8, 8, 1)
+    assert image_shape_for(3 * 64, 3) == (8, 8, 3)  # RGB rows
 
 
-def test_conv_autoencoder_per_sample_equals_batched():
-    enc, dec = encoder_decoder("conv", 64, encoder_out=3, channels=(4, 8))
+@pytest.mark.parametrize("d", [64, 3 * 64])  # grey, RGB
+def test_conv_autoencoder_per_sample_equals_batched(d):
+    enc, dec = encoder_decoder("conv", d, encoder_out=3, channels=(4, 8))
     model = EncoderDecoder(enc, dec)
-    x = jax.random.uniform(jax.random.key(0), (5, 64))
+    x = jax.random.uniform(jax.random.key(0), (5, d))
     params = model.init(jax.random.key(1), x[:1])["params"]
     batched = model.apply({"params": params}, x)
     one_by_one = jax.vmap(lambda xi: model.apply({"params": params}, xi))(x)
-    assert batched.shape == (5, 64) and np.all((batched > 0) & (batched < 1))
+    assert batched.shape == (5, d) and np.all((batched > 0) & (batched < 1))
     np.testing.assert_allclose(one_by_one, batched, rtol=1e-5, atol=1e-6)
 
 
