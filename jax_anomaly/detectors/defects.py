@@ -54,6 +54,10 @@ class DefectsConfig:
         depth): 2 runs a 128x128 image at 64x64's cost, 1 at full resolution.
       defect_share: share of the training images that get a synthetic defect.
       line_share: share of the defects that are thin lines (cracks); the rest are blobs.
+      cutpaste_share: share of the defects that are instead CutPaste patches (Li et al. 2021):
+        a rectangle of the image (a tenth to a third of its side, aspect 1:3 to 3:1) pasted,
+        unchanged, at another place of the same image. 0: none (the draws of the other kinds
+        stay as they are).
       resize_to: side in pixels that photographs (magnetic_tile, folder:PATH) are resized to
         for this detector (the data settings' image_size, where given, wins).
       smooth: side of the box filter over the (mean) probability map before its maximum is taken
@@ -88,6 +92,7 @@ class DefectsConfig:
     pack: int = 2
     defect_share: float = 0.5
     line_share: float = 0.5
+    cutpaste_share: float = 0.0
     resize_to: int = 128
     smooth: int = 3
     mirrors: bool = True
@@ -107,7 +112,7 @@ class DefectsConfig:
             raise ValueError(f"channels must be >= 1, got {self.channels}")
         if self.pack < 1:
             raise ValueError(f"pack must be >= 1, got {self.pack}")
-        for name in ("defect_share", "line_share"):
+        for name in ("defect_share", "line_share", "cutpaste_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.resize_to < 8:
@@ -177,13 +182,36 @@ def synthetic_defects(key: jax.Array, image: jax.Array, other: jax.Array, cfg: D
     width = jax.random.uniform(k[2], (), minval=0.04, maxval=0.15)
     line = (jnp.abs(shape_noise) < width) & (smooth_noise(k[3], side) > 0.3)  # a broken band
     mask = jnp.where(jax.random.uniform(k[4]) < cfg.line_share, line, blob)
-    mask = mask & (jax.random.uniform(k[5]) < cfg.defect_share)
+    gate = jax.random.uniform(k[5]) < cfg.defect_share
+    mask = mask & gate
     source = jnp.where(jax.random.uniform(k[6]) < 0.5, image, other[::-1])
     fill = jnp.clip(source * jax.random.uniform(k[7], (), minval=0.2, maxval=1.6), 0.0, 1.0)
     keep = jax.random.uniform(k[8], (), minval=0.0, maxval=0.7)
     fill = keep * image + (1.0 - keep) * fill
+    if cfg.cutpaste_share > 0:  # its own draws: the other kinds' keys are unchanged
+        use, rect, patch = cut_paste(jax.random.fold_in(key, 1), image, cfg.cutpaste_share)
+        mask, fill = jnp.where(use, rect & gate, mask), jnp.where(use, patch, fill)
     mask = mask.astype(image.dtype)
     return image * (1.0 - mask[..., None]) + fill * mask[..., None], mask
+
+
+def cut_paste(key: jax.Array, image: jax.Array, share: float):
+    """``(use, rect (H, W) bool, patch (H, W, C))``: whether this defect is a CutPaste patch
+    (with probability ``share``), the rectangle it covers, and the image shifted so that each
+    pixel of the rectangle shows another place of the image."""
+    k = jax.random.split(key, 6)
+    side = image.shape[0]
+    height = jnp.round(side * jax.random.uniform(k[0], (), minval=0.1, maxval=1 / 3))
+    aspect = jnp.exp(jax.random.uniform(k[1], (), minval=-jnp.log(3.0), maxval=jnp.log(3.0)))
+    height = jnp.clip(height, 2, side // 2)
+    width = jnp.clip(jnp.round(height * aspect), 2, side // 2)
+    top = jnp.floor(jax.random.uniform(k[2]) * (side - height + 1))
+    left = jnp.floor(jax.random.uniform(k[3]) * (side - width + 1))
+    rows, cols = jnp.arange(side)[:, None], jnp.arange(side)[None, :]
+    rect = (rows >= top) & (rows < top + height) & (cols >= left) & (cols < left + width)
+    shift = jax.random.randint(k[4], (2,), 1, side)  # never the place itself
+    patch = jnp.roll(image, (shift[0], shift[1]), axis=(0, 1))
+    return jax.random.uniform(k[5]) < share, rect, patch
 
 
 def build_model(cfg: DefectsConfig, n_features: int) -> SegmentationNet:

@@ -64,6 +64,35 @@ def test_synthetic_defects_change_only_their_mask(channels):
     assert 0.3 < float(jnp.mean(jnp.any(half > 0, axis=1))) < 0.7
 
 
+def test_cutpaste_defects_paste_a_rectangle_of_the_same_image_elsewhere():
+    rng = np.random.default_rng(3)
+    image = jnp.asarray(rng.uniform(0.0, 1.0, (32, 32, 3)), jnp.float32)
+    cfg = defects.DefectsConfig(defect_share=1.0, cutpaste_share=1.0)
+    areas = []
+    for i in range(20):
+        key = jax.random.key(i)
+        out, mask = defects.synthetic_defects(key, image, image[::-1], cfg)
+        use, rect, patch = defects.cut_paste(jax.random.fold_in(key, 1), image, 1.0)
+        rect, patch, mask = np.asarray(rect), np.asarray(patch), np.asarray(mask)
+        assert bool(use) and np.array_equal(mask, rect.astype(np.float32))
+        rows, cols = np.flatnonzero(rect.any(1)), np.flatnonzero(rect.any(0))
+        assert rect.sum() == len(rows) * len(cols)  # one axis-aligned rectangle
+        assert 2 <= len(rows) <= 16 and 2 <= len(cols) <= 16
+        # inside it the image itself from another place (a shift of both axes), outside unchanged
+        shifts = [
+            (a, b)
+            for a in range(32)
+            for b in range(32)
+            if np.array_equal(np.roll(image, (a, b), (0, 1)), patch)
+        ]
+        assert len(shifts) == 1 and shifts[0] != (0, 0)
+        np.testing.assert_array_equal(np.asarray(out), np.where(rect[..., None], patch, image))
+        areas.append(rect.mean())
+    assert 0.01 < np.mean(areas) < 0.12
+    with pytest.raises(ValueError, match="cutpaste_share"):
+        defects.DefectsConfig(cutpaste_share=1.5)
+
+
 def test_balanced_loss_weights_defect_and_normal_pixels_equally():
     rng = np.random.default_rng(1)
     logits = rng.normal(size=(3, 16)).astype(np.float32)
