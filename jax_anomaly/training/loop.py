@@ -362,15 +362,8 @@ def fit_loop(
         data, counts = place_shards(data, n, mesh, local=total_rows is not None)
     elif jax.process_count() > 1:
         raise ValueError("a multi-process run trains over the devices of every process (devices > 1)")
-    epoch_fn = make_epoch_fn(
-        step,
-        n=n,
-        batch_size=batch_size,
-        drop_remainder=drop_remainder,
-        unroll=train.unroll,
-        mesh=mesh,
-        shard_counts=counts,
-    )
+    batches = {"n": n, "batch_size": batch_size, "drop_remainder": drop_remainder, "unroll": train.unroll}
+    epoch_fn = make_epoch_fn(step, mesh=mesh, shard_counts=counts, **batches)
 
     def epoch_and_eval(state, data, val_data, key):
         state, metrics = epoch_fn(state, data, key)
@@ -399,15 +392,7 @@ def fit_loop(
         start = meta["epoch"] + 1
     state, val_data = replicate((state, val_data), mesh)
     if train.stream_rows is not None:  # the data stays on the host
-        streamed = StreamedEpochs(
-            step,
-            n=n,
-            batch_size=batch_size,
-            drop_remainder=drop_remainder,
-            unroll=train.unroll,
-            rows=train.stream_rows,
-            eval_fn=eval_fn,
-        )
+        streamed = StreamedEpochs(step, rows=train.stream_rows, eval_fn=eval_fn, **batches)
         compiled = streamed.run
     else:
         if counts is None:
