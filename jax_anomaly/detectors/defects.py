@@ -37,7 +37,7 @@ from flax.training import train_state
 from jax_anomaly.config import TrainConfig, replace
 from jax_anomaly.detectors.base import Detector, Phase, adam, register
 from jax_anomaly.detectors.neighbors import BLOCK_ROWS, nearest_distances
-from jax_anomaly.models import SegmentationNet
+from jax_anomaly.models import SegmentationNet, square_image_shape
 
 # Coarseness of the noise grid: cells across the image (one drawn per defect).
 NOISE_CELLS = (2, 4, 8, 16)
@@ -149,10 +149,9 @@ def image_shape(n_features: int, cfg: DefectsConfig) -> tuple[int, int, int]:
       ValueError: neither, or the side does not divide by ``pack * 2**(levels - 1)``.
     """
     step = cfg.pack * 2 ** (len(cfg.channels) - 1)
-    for channels in (1, 3):
-        side = math.isqrt(n_features // channels)
-        if side * side * channels == n_features and side % step == 0:
-            return side, side, channels
+    shape = square_image_shape(n_features, step)
+    if shape is not None:
+        return shape
     raise ValueError(
         f"defects needs square grey or RGB images whose side divides by {step} (pack "
         f"{cfg.pack} x 2 per level after the first); got {n_features} features"

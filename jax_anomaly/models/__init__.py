@@ -10,6 +10,7 @@ from jax_anomaly.models.conv import (
     SegmentationNet,
     check_arch,
     image_shape_for,
+    square_image_shape,
 )
 from jax_anomaly.models.dense import (
     ACTIVATIONS,
@@ -54,4 +55,5 @@ __all__ = [
     "generator_discriminator",
     "hidden_activation",
     "image_shape_for",
+    "square_image_shape",
 ]

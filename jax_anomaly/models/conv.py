@@ -23,18 +23,27 @@ from jax_anomaly.models.dense import activation
 _KERNEL = (4, 4)
 
 
+def square_image_shape(n_features: int, divisor: int) -> tuple[int, int, int] | None:
+    """``(side, side, 1)`` for rows of ``n_features = side**2`` (grey) or ``(side, side, 3)``
+    for ``3 * side**2`` (RGB, each pixel's three values together), where ``side`` divides by
+    ``divisor``; None for any other row length. 3 x a square is never a square: the length
+    tells which."""
+    for colours in (1, 3):
+        side = math.isqrt(n_features // colours)
+        if side * side * colours == n_features and side % divisor == 0:
+            return side, side, colours
+    return None
+
+
 def image_shape_for(n_features: int, levels: int) -> tuple[int, int, int]:
-    """``(side, side, 1)`` for ``n_features = side**2`` (grey) or ``(side, side, 3)`` for
-    ``3 * side**2`` (RGB rows, each pixel's three values together), with ``side`` divisible by
-    ``2**levels``.
+    """``square_image_shape`` with ``side`` divisible by ``2**levels``.
 
     Raises:
       ValueError: the features are not a square image the conv stack can halve ``levels`` times.
     """
-    for colours in (1, 3):  # 3 x a square is never a square: the count tells which
-        side = math.isqrt(n_features // colours)
-        if side * side * colours == n_features and side % (2**levels) == 0:
-            return side, side, colours
+    shape = square_image_shape(n_features, 2**levels)
+    if shape is not None:
+        return shape
     raise ValueError(
         f"arch 'conv' needs square grey or RGB images whose side divides by 2**{levels} "
         f"(one halving per entry of channels); got {n_features} features"

@@ -197,7 +197,7 @@ class StreamedEpochs:
     gathered on the host and sent to the device ``steps`` batches at a time, each chunk one
     compiled ``lax.scan``; the per-step keys are the on-device epoch's (its global step
     index), so the result equals it. ``run(state, data, val_data, key) -> (state, metrics)``;
-    ``compile_seconds`` adds up the compilations (one per chunk shape: at most two, and the
+    ``compile_seconds`` adds up the compilations (one per chunk length: at most two, and the
     validation function)."""
 
     def __init__(
@@ -205,7 +205,7 @@ class StreamedEpochs:
     ):
         self.n, self.batch_size, self.drop_remainder = n, batch_size, drop_remainder
         self.steps = max(1, rows // batch_size)
-        self.eval_fn, self.compile_seconds, self._compiled = eval_fn, 0.0, {}
+        self.compile_seconds, self._compiled = 0.0, {}  # by chunk length, and "eval"
 
         def chunk(state, batches, mask, first, step_key):
             def body(state, inputs):
@@ -218,14 +218,15 @@ class StreamedEpochs:
             return state, jax.tree.map(lambda m: jnp.sum(m * weights), metrics), jnp.sum(weights)
 
         self._chunk = jax.jit(chunk)
+        self._eval = None if eval_fn is None else jax.jit(eval_fn)
 
     def _compile(self, name, fn, *args):
-        shapes = (name, *(a.shape for a in jax.tree.leaves(args)))
-        if shapes not in self._compiled:
+        """``fn`` compiled for ``args`` once per ``name`` (the state's shapes never change)."""
+        if name not in self._compiled:
             t0 = time.perf_counter()
-            self._compiled[shapes] = fn.lower(*args).compile()
+            self._compiled[name] = fn.lower(*args).compile()
             self.compile_seconds += time.perf_counter() - t0
-        return self._compiled[shapes]
+        return self._compiled[name]
 
     def run(self, state, data, val_data, key):
         perm_key, step_key = jax.random.split(key)
@@ -245,12 +246,12 @@ class StreamedEpochs:
                 jnp.int32(first),
                 step_key,
             )
-            state, sums, w = self._compile("chunk", self._chunk, *args)(*args)
+            state, sums, w = self._compile(len(rows), self._chunk, *args)(*args)
             totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
             weight = weight + w
         metrics = jax.tree.map(lambda t: t / weight, totals)
-        if self.eval_fn is not None:
-            evaluate = self._compile("eval", jax.jit(self.eval_fn), state, val_data)
+        if self._eval is not None:
+            evaluate = self._compile("eval", self._eval, state, val_data)
             metrics.update({f"val_{k}": v for k, v in evaluate(state, val_data).items()})
         return state, metrics
 
