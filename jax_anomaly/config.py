@@ -44,7 +44,8 @@ class TrainConfig:
         file: ``np.load(path, mmap_mode="r")``) and send each epoch's batches to the device
         this many rows at a time (rounded down to whole batches), for sets larger than the
         device's memory; the same steps, keys and result as with the data on the device
-        (None). One device and one process.
+        (None). One device and one process. A run (``jax-anomaly run``) then also keeps its
+        data on disk, in the run folder's ``data/`` (``runner.prepare_data``).
     """
 
     epochs: int | None = None

@@ -13,6 +13,7 @@ import numpy as np
 from jax_anomaly import persistence, thresholds
 from jax_anomaly.config import TrainConfig, matmul_precision, replace, to_dict
 from jax_anomaly.detectors import Detector, Fitted, get_detector
+from jax_anomaly.detectors import base as detector_base
 from jax_anomaly.detectors.stack import FittedStack, fit_stack_detector, score_stack
 from jax_anomaly.environment import versions
 from jax_anomaly.image_scores import PIXEL_SCALE, is_standardised, pixel_scale
@@ -287,7 +288,9 @@ def raw_scores(detector: Detector, fitted, x_in, *, key, devices=None, progress=
     """The sample scorer's outputs for rows ``x_in`` (the detector's input range) of one model
     (N, ...) or of a stack (K, N, ...), scored in calls of a multiple of ``SCORE_ROWS`` rows.
     ``key``: a stack takes one key or K (``score_stack``)."""
-    n, x_in = len(x_in), pad_rows(x_in, SCORE_ROWS)
+    n = len(x_in)
+    if x_in.nbytes <= detector_base.SCORE_BYTES:  # a larger host set: scored (and padded) by parts
+        x_in = pad_rows(x_in, SCORE_ROWS)
     if isinstance(fitted, FittedStack):
         out = score_stack(detector, fitted, x_in, key=key, devices=devices, progress=progress)
         return {k: v[:, :n] for k, v in out.items()}

@@ -4,11 +4,14 @@ run folder. The CLI, the experiments and the tests all go through ``run``."""
 from __future__ import annotations
 
 import argparse
+import atexit
 import csv
 import dataclasses
 import datetime
 import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,7 @@ from jax_anomaly.persistence import is_writer, write_json
 from jax_anomaly.sharding import LOCAL, gather_shares, use_cpu_cores_as_devices
 
 CHECKPOINT_FILE = "checkpoint.msgpack"
+DATA_FOLDER = "data"  # a streamed run's data on disk (``data_store``)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,13 +88,23 @@ class RunConfig:
 def prepare_data(cfg: RunConfig, share: tuple[int, int] | None = None) -> OneClassData:
     """Loads the data set and applies the one-class protocol (seeded by ``cfg.seed``).
     ``share``: ``(process index, process count)``: keep only that process's share of the
-    training and test rows; IDX images are read for those rows only."""
+    training and test rows; IDX images are read for those rows only. With
+    ``cfg.train.stream_rows`` nothing is held whole in memory: photographs are decoded into
+    ``data_store(cfg)/images`` (reused by a later run with the same ``--out``), IDX images read
+    on demand, and the split's rows written there as memory maps, which training streams."""
     d = cfg.data
     image_size = d.image_size
     if image_size is None and is_photographs(d.dataset):
         image_size = getattr(
             get_detector(cfg.detector).config(cfg.preset, d.dataset, **cfg.model), "resize_to", None
         )
+    store = None
+    if cfg.train.stream_rows is not None:
+        if share is not None:
+            raise ValueError(
+                "stream_rows trains in one process: leave it unset for a run over several processes"
+            )
+        store = data_store(cfg)
     ds = load_dataset(
         d.dataset,
         data_dir=d.data_dir,
@@ -99,11 +113,23 @@ def prepare_data(cfg: RunConfig, share: tuple[int, int] | None = None) -> OneCla
         test_fraction=d.test_fraction,
         label_column=d.label_column,
         synthetic=d.synthetic,
-        lazy=share is not None,
+        lazy=share is not None or store is not None,
         image_size=image_size,
         rgb=d.rgb,
+        store=None if store is None else store / "images",
+        progress=cfg.progress,
     )
-    return one_class_split(ds, d.normal, val_fraction=d.val_fraction, seed=cfg.seed, share=share)
+    return one_class_split(ds, d.normal, val_fraction=d.val_fraction, seed=cfg.seed, share=share, store=store)
+
+
+def data_store(cfg: RunConfig) -> Path:
+    """Where a streamed run keeps its data on disk: the run folder's ``data/``, or without
+    ``--out`` a temporary folder removed when the process ends."""
+    if cfg.out:
+        return Path(cfg.out) / DATA_FOLDER
+    folder = Path(tempfile.mkdtemp(prefix="jax-anomaly-data-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
 
 
 def data_share(cfg: RunConfig, detector) -> tuple[int, int] | None:

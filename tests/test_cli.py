@@ -178,3 +178,19 @@ def test_no_anomalies_in_the_test_split_is_reported_not_a_crash(tmp_path, capsys
     summary = run(cfg)
     assert summary["metrics"]["auroc"] is None and "only normal samples" in summary["metrics"]["note"]
     assert (tmp_path / "metrics.json").is_file()
+
+
+def test_streamed_data_without_a_run_folder_and_over_processes(monkeypatch):
+    """A streamed run without ``--out`` keeps its data in a temporary folder (memory maps
+    there); a share of several processes is refused before anything is read."""
+    import numpy as np
+
+    from jax_anomaly.config import DataConfig, TrainConfig
+    from jax_anomaly.runner import RunConfig, prepare_data
+
+    cfg = RunConfig(data=DataConfig("digits"), train=TrainConfig(stream_rows=64))
+    data = prepare_data(cfg)
+    assert isinstance(data.x_train, np.memmap) and "jax-anomaly-data-" in str(data.x_train.filename)
+    np.testing.assert_array_equal(data.x_test, prepare_data(RunConfig(data=DataConfig("digits"))).x_test)
+    with pytest.raises(ValueError, match="stream_rows trains in one process"):
+        prepare_data(cfg, share=(0, 2))

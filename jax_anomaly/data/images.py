@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from jax_anomaly.data.roots import find_in_roots
+from jax_anomaly.training.progress import Progress
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 RESIZE_MODES = ("resize", "crop")
@@ -107,11 +108,18 @@ def load_image_folder(
     mode: str = "resize",
     grey: bool = True,
     name: str | None = None,
+    store: str | Path | None = None,
+    progress: bool = False,
 ) -> ImageSet:
     """Loads anomalib's Folder layout: ``root/<normal>/`` holds the defect-free images, each
     other folder (or those named in ``abnormal``) one kind of defective ones; a defective
     image's mask is ``root/<mask_dir>/<kind>/<stem>[_mask].png`` or, without ``mask_dir``, a PNG
     of the same name beside a JPEG image. White (non-zero) mask pixels are defects.
+
+    ``store``: a folder to decode the images and masks into (``.npy`` files, returned as
+    read-only memory maps: a set larger than memory), reused while the files and settings are
+    the same. None: decoded into memory. ``progress``: a progress line while decoding into the
+    store.
 
     Raises:
       FileNotFoundError: no such folder, or no normal / defective images in it.
@@ -136,41 +144,93 @@ def load_image_folder(
         if not (root / kind).is_dir():
             raise FileNotFoundError(f"defect folder {root / kind} does not exist")
     mask_root = root / mask_dir if mask_dir else None
-    images, masks, has_mask, labels, kind_of, paths = [], [], [], [], [], []
+    listing = []  # (kind, image file, mask file or None)
     for kind in [normal, *kinds]:
         files = _image_files(root / kind)
         if not files:
             raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {root / kind}")
         for path in files:
-            im = _fit(_open(path, grey), size, mode, nearest=False)
-            images.append(np.asarray(im, np.uint8).reshape(size, size, 1 if grey else 3))
-            mask = np.zeros((size, size), bool)
-            found = kind != normal and (mfile := _mask_file(path, kind, mask_root)) is not None
-            if found:
-                mask = np.asarray(_fit(_open(mfile, True), size, mode, nearest=True)) > 127
-            masks.append(mask)
-            has_mask.append(found)
-            labels.append(int(kind != normal))
-            kind_of.append(kind)
-            paths.append(str(path))
-    if not any(labels):
+            mfile = _mask_file(path, kind, mask_root) if kind != normal else None
+            listing.append((kind, path, mfile))
+    labels = np.asarray([int(kind != normal) for kind, _, _ in listing], np.int64)
+    if not labels.any():
         raise FileNotFoundError(f"no defective images in {root} (folders other than '{normal}')")
+    channels = 1 if grey else 3
+
+    def decode(i):
+        _, path, mfile = listing[i]
+        im = _fit(_open(path, grey), size, mode, nearest=False)
+        image = np.asarray(im, np.uint8).reshape(size, size, channels)
+        mask = np.zeros((size, size), bool)
+        if mfile is not None:
+            mask = np.asarray(_fit(_open(mfile, True), size, mode, nearest=True)) > 127
+        return image, mask
+
+    shapes = ((len(listing), size, size, channels), (len(listing), size, size))
+    if store is None:
+        decoded = [decode(i) for i in range(len(listing))]
+        images, masks = (np.stack([d[j] for d in decoded]) for j in (0, 1))
+    else:
+        images, masks = _stored(Path(store), listing, shapes, (size, mode, grey), decode, progress)
     return ImageSet(
         name=name or f"folder:{root}",
-        images=np.stack(images),
-        labels=np.asarray(labels, np.int64),
-        masks=np.stack(masks),
-        has_mask=np.asarray(has_mask),
-        kinds=np.asarray(kind_of),
-        paths=np.asarray(paths),
+        images=images,
+        labels=labels,
+        masks=masks,
+        has_mask=np.asarray([m is not None for _, _, m in listing]),
+        kinds=np.asarray([kind for kind, _, _ in listing]),
+        paths=np.asarray([str(path) for _, path, _ in listing]),
     )
 
 
+STORE_INDEX = "index.json"
+
+
+def _stored(store: Path, listing, shapes, settings, decode, progress: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The images and masks as read-only memory maps ``store/images.npy``, ``store/masks.npy``:
+    decoded one image at a time (never all in memory) where the store does not already hold
+    this listing (each file's path, size and modification time) at these settings. The index
+    is written last, so a store cut short by a crash is decoded again, not read."""
+    import json
+
+    files = [(str(p), str(m) if m else None) for _, p, m in listing]
+    stamp = [[p.stat().st_size, p.stat().st_mtime_ns] for _, p, _ in listing]
+    index = json.loads(json.dumps({"files": files, "stamps": stamp, "settings": settings}))
+    names = (store / "images.npy", store / "masks.npy")
+    try:
+        if json.loads((store / STORE_INDEX).read_text()) == index:
+            return tuple(np.load(f, mmap_mode="r") for f in names)
+    except (OSError, ValueError):
+        pass  # no store yet, or another one: decode
+    store.mkdir(parents=True, exist_ok=True)
+    (store / STORE_INDEX).unlink(missing_ok=True)
+    images, masks = (
+        np.lib.format.open_memmap(f, mode="w+", dtype=dt, shape=shape)
+        for f, dt, shape in zip(names, (np.uint8, bool), shapes, strict=True)
+    )
+    bar = Progress(len(listing), f"decode into {store}", unit="images", enabled=progress)
+    for i in range(len(listing)):
+        images[i], masks[i] = decode(i)
+        bar.update(i + 1)
+    bar.close()
+    images.flush(), masks.flush()
+    del images, masks
+    (store / STORE_INDEX).write_text(json.dumps(index))
+    return tuple(np.load(f, mmap_mode="r") for f in names)
+
+
 def load_magnetic_tile(
-    data_dir: str | None = None, *, size: int = IMAGE_SIZE, mode: str = "resize", grey: bool = True
+    data_dir: str | None = None,
+    *,
+    size: int = IMAGE_SIZE,
+    mode: str = "resize",
+    grey: bool = True,
+    store: str | Path | None = None,
+    progress: bool = False,
 ) -> ImageSet:
     """The magnetic tile defect photographs (Huang et al. 2018): ``MT_Free`` normal, the other
     ``MT_*`` folders defect kinds, masks beside the images; grey (``grey=False``: as RGB).
+    ``store``, ``progress``: as ``load_image_folder``.
 
     Raises:
       FileNotFoundError: the folder is in no data root.
@@ -182,7 +242,14 @@ def load_magnetic_tile(
         how=f"Put the MT_* folders in <root>/{MAGNETIC_TILE_FOLDER}/",
     ).parent
     return load_image_folder(
-        folder, normal=MAGNETIC_TILE_NORMAL, size=size, mode=mode, grey=grey, name="magnetic_tile"
+        folder,
+        normal=MAGNETIC_TILE_NORMAL,
+        size=size,
+        mode=mode,
+        grey=grey,
+        name="magnetic_tile",
+        store=store,
+        progress=progress,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 from sklearn.preprocessing import MinMaxScaler
@@ -77,6 +78,25 @@ def _rows(x, idx: np.ndarray) -> np.ndarray:
     return rows.reshape(len(rows), int(np.prod(rows.shape[1:])))
 
 
+# Rows are read, scaled and written into a store this many bytes (of float32) at a time.
+STORE_BYTES = 1 << 26
+
+
+def _written(path: Path, x, rows: np.ndarray, transform) -> np.ndarray:
+    """``transform(rows`` of ``x)`` written into the ``.npy`` file ``path`` a part at a time
+    and opened as a read-only memory map (an empty split: an empty array in memory)."""
+    width = int(np.prod(x.shape[1:], dtype=np.int64))
+    if not len(rows):
+        return np.zeros((0, width), np.float32)
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(len(rows), width))
+    step = max(1, STORE_BYTES // (4 * max(1, width)))
+    for start in range(0, len(rows), step):
+        out[start : start + step] = transform(_rows(x, rows[start : start + step]))
+    out.flush()
+    del out
+    return np.load(path, mmap_mode="r")
+
+
 def parse_normal(spec: str | int | tuple | list | None) -> tuple[int, ...] | None:
     """``'0'`` / ``'0,1,2'`` / ``0`` / ``(0, 1)`` -> a sorted tuple of ints (None stays None)."""
     if spec is None:
@@ -102,6 +122,7 @@ def one_class_split(
     val_fraction: float = 0.1,
     seed: int = 0,
     share: tuple[int, int] | None = None,
+    store: str | Path | None = None,
 ) -> OneClassData:
     """Applies the one-class protocol to a labelled data set.
 
@@ -118,6 +139,10 @@ def one_class_split(
       share: ``(index, count)``: keep only part ``index``'s ``row_share`` of the training
         rows (in their shuffled order) and of the test rows; the images of a lazily loaded
         data set are then read for those rows only. The split itself is the same.
+      store: write ``x_train``, ``x_val`` and ``x_test`` into this folder (``train.npy``,
+        ``val.npy``, ``test.npy``), a part at a time, and return them as read-only memory maps
+        (a set larger than memory: ``TrainConfig.stream_rows`` trains from them). None: arrays
+        in memory.
 
     Raises:
       ValueError: a normal class absent from the training data, a bad fraction, too few
@@ -153,23 +178,30 @@ def one_class_split(
         if share is None
         else (row_share(len(a), *share) for a in (train_rows, test_rows))
     )
-    x_val, x_train, x_test = (
-        _rows(x, r)
-        for x, r in (
-            (ds.x_train, val_rows),
-            (ds.x_train, train_rows[mine_train]),
-            (ds.x_test, test_rows[mine_test]),
-        )
-    )
+    parts = {
+        "val": (ds.x_train, val_rows),
+        "train": (ds.x_train, train_rows[mine_train]),
+        "test": (ds.x_test, test_rows[mine_test]),
+    }
     scaler = None
     if ds.is_image:
         scale = np.float32(1.0 / ds.value_max)
-        x_train, x_val, x_test = (a.astype(np.float32) * scale for a in (x_train, x_val, x_test))
+
+        def transform(a):
+            return a.astype(np.float32) * scale
+
     else:  # fitted on every training row, whatever this process keeps
-        scaler = MinMaxScaler().fit(x_train if share is None else _rows(ds.x_train, train_rows))
-        x_train, x_val, x_test = (
-            scaler.transform(a).astype(np.float32) if len(a) else a.astype(np.float32)
-            for a in (x_train, x_val, x_test)
+        scaler = MinMaxScaler().fit(_rows(ds.x_train, train_rows))
+
+        def transform(a):
+            return scaler.transform(a).astype(np.float32) if len(a) else a.astype(np.float32)
+
+    if store is None:
+        x_val, x_train, x_test = (transform(_rows(x, r)) for x, r in parts.values())
+    else:
+        Path(store).mkdir(parents=True, exist_ok=True)
+        x_val, x_train, x_test = (
+            _written(Path(store) / f"{name}.npy", x, r, transform) for name, (x, r) in parts.items()
         )
     return OneClassData(
         name=ds.name,

@@ -47,7 +47,8 @@ class Dataset:
 
     Images are kept as raw values (``value_max`` says the pixel range); tabular data as
     float arrays. ``x_*`` are ``(N, D)`` with ``D = prod(image_shape)`` for images, or, loaded
-    with ``lazy=True``, ``IdxRows`` of the files (``(N, H, W)``, rows read when indexed).
+    with ``lazy=True``, ``IdxRows`` of the files (``(N, H, W)``, rows read when indexed), or,
+    photographs loaded with a ``store``, ``RowsOf`` views of its memory map.
     """
 
     name: str
@@ -64,6 +65,23 @@ class Dataset:
     @property
     def is_image(self) -> bool:
         return self.image_shape is not None
+
+
+class RowsOf:
+    """Rows ``rows`` of ``base`` (N, ...; an array or a memory map) as ``(len(rows), D)``, read
+    only when indexed (in file order): a split of a memory-mapped set that holds none of it."""
+
+    def __init__(self, base, rows):
+        self.base, self.rows = base, np.asarray(rows, np.int64)
+        self.dtype = base.dtype
+        self.shape = (len(self.rows), int(np.prod(base.shape[1:], dtype=np.int64)))
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, idx) -> np.ndarray:
+        unique, inverse = np.unique(np.atleast_1d(self.rows[idx]), return_inverse=True)
+        return np.asarray(self.base[unique]).reshape(len(unique), self.shape[1])[inverse]
 
 
 def _find_idx_folder(name: str, data_dir) -> Path:
@@ -256,13 +274,17 @@ def load_dataset(
     lazy: bool = False,
     image_size: int | None = None,
     rgb: bool = False,
+    store: str | Path | None = None,
+    progress: bool = False,
 ) -> Dataset:
     """Loads a data set by name: ``mnist``, ``fashion_mnist``, ``digits``, ``synthetic``,
     ``npz:PATH``, ``csv:PATH``, ``adbench:NAME``, ``magnetic_tile`` or ``folder:PATH``.
     ``lazy``: IDX images are read only when rows are taken
     (``load_idx_dataset``); the other sources are small and load whole. ``image_size``: the
     side photographs (``magnetic_tile``, ``folder:PATH``) are resized to (None:
-    ``images.IMAGE_SIZE``); ``rgb``: photographs in colour, not grey.
+    ``images.IMAGE_SIZE``); ``rgb``: photographs in colour, not grey. ``store``: photographs
+    are decoded into this folder and read from it as memory maps (``images.load_image_folder``;
+    ``progress``: a progress line meanwhile), their splits as ``RowsOf`` views.
 
     Data sets without their own test split get a seeded stratified split of
     ``test_fraction``.
@@ -289,7 +311,7 @@ def load_dataset(
     if dataset.startswith("adbench:"):
         return load_adbench_dataset(dataset, data_dir, seed)
     if is_photographs(dataset):
-        return load_image_dataset(dataset, data_dir, seed, image_size, rgb)
+        return load_image_dataset(dataset, data_dir, seed, image_size, rgb, store, progress)
     raise ValueError(
         f"unknown data set '{dataset}'; expected one of {', '.join(BUILTIN_DATASETS)}, npz:PATH, csv:PATH, "
         "adbench:NAME, magnetic_tile, folder:PATH"
@@ -313,12 +335,18 @@ def load_adbench_dataset(spec: str, data_dir: str | None, seed: int) -> Dataset:
 
 
 def load_image_dataset(
-    spec: str, data_dir: str | None, seed: int, size: int | None = None, rgb: bool = False
+    spec: str,
+    data_dir: str | None,
+    seed: int,
+    size: int | None = None,
+    rgb: bool = False,
+    store: str | Path | None = None,
+    progress: bool = False,
 ) -> Dataset:
     """``magnetic_tile`` or ``folder:PATH`` (anomalib's Folder layout, normal folder ``good``)
     as grey (``rgb``: colour) square images of side ``size`` (None: ``images.IMAGE_SIZE``): a seeded
     ``images.TRAIN_FRACTION`` of the normal images train, the rest and every defective image
-    test (label 1 = defective)."""
+    test (label 1 = defective). ``store``, ``progress``: as ``load_dataset``."""
     from jax_anomaly.data.images import (
         IMAGE_SIZE,
         TRAIN_FRACTION,
@@ -328,17 +356,22 @@ def load_image_dataset(
     )
 
     size = size or IMAGE_SIZE
+    options = {"size": size, "grey": not rgb, "store": store, "progress": progress}
     if spec == "magnetic_tile":
-        images = load_magnetic_tile(data_dir, size=size, grey=not rgb)
+        images = load_magnetic_tile(data_dir, **options)
     else:
-        images = load_image_folder(spec.partition(":")[2], size=size, grey=not rgb)
+        images = load_image_folder(spec.partition(":")[2], **options)
     train, test = image_split(images.labels, seed, TRAIN_FRACTION)
-    x = images.images.reshape(len(images), -1)
+    if store is None:
+        x = images.images.reshape(len(images), -1)
+        x_train, x_test = x[train], x[test]
+    else:
+        x_train, x_test = RowsOf(images.images, train), RowsOf(images.images, test)
     return Dataset(
         spec,
-        x_train=x[train],
+        x_train=x_train,
         y_train=images.labels[train],
-        x_test=x[test],
+        x_test=x_test,
         y_test=images.labels[test],
         image_shape=(size, size, 3) if rgb else (size, size),
         value_max=255.0,

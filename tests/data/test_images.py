@@ -61,3 +61,30 @@ def test_magnetic_tile_layout(tmp_path, monkeypatch):
     monkeypatch.setattr("jax_anomaly.data.roots.data_roots", lambda d=None: [root])
     with pytest.raises(FileNotFoundError, match="magnetic tile set not found"):
         load_magnetic_tile(size=10)
+
+
+def test_store_decodes_once_into_memory_maps(folder, monkeypatch):
+    """With a store the images and masks are decoded into ``.npy`` files and read back as
+    memory maps equal to the in-memory load; a second load reads them without decoding, a
+    changed file or an index cut short by a crash decodes again."""
+    from jax_anomaly.data import images
+
+    store = folder.parent / f"{folder.name}_store"  # beside the layout, not a defect folder in it
+    want = load_image_folder(folder, mask_dir="ground_truth", size=16)
+    got = load_image_folder(folder, mask_dir="ground_truth", size=16, store=store)
+    assert isinstance(got.images, np.memmap) and not got.images.flags.writeable
+    for name in ("images", "masks", "labels", "has_mask", "kinds", "paths"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
+    decoded = []
+    real_open = images._open
+    monkeypatch.setattr(images, "_open", lambda path, grey: decoded.append(path) or real_open(path, grey))
+    again = load_image_folder(folder, mask_dir="ground_truth", size=16, store=store)
+    assert decoded == [] and np.array_equal(again.images, want.images)
+    load_image_folder(folder, mask_dir="ground_truth", size=8, store=store)  # other settings
+    assert len(decoded) == 6  # 5 images and the one mask
+    _save(folder / "good" / "0.png", np.full((40, 30, 3), 7))  # a changed file
+    changed = load_image_folder(folder, mask_dir="ground_truth", size=16, store=store)
+    assert len(decoded) == 12 and (changed.images[0] == 7).all()
+    (store / images.STORE_INDEX).unlink()  # as a crash before the index is written leaves it
+    load_image_folder(folder, mask_dir="ground_truth", size=16, store=store)
+    assert len(decoded) == 18

@@ -81,3 +81,26 @@ def test_process_shares_of_a_lazily_read_idx_data_set_make_up_the_whole_split(tm
         np.testing.assert_array_equal(s.x_val, whole.x_val)
         np.testing.assert_array_equal(s.y_test, whole.y_test)
         assert s.n_train == whole.n_train and len(s.x_train) <= -(-whole.n_train // 3)
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "synthetic"])
+def test_split_written_to_a_store_equals_the_split_in_memory(tmp_path, monkeypatch, dataset):
+    """With a store the split's rows are written a part at a time (patched small here) into
+    float32 memory maps, equal to the split in memory: lazily read IDX images and tabular
+    rows (the scaler applied by parts)."""
+    from jax_anomaly.data import one_class, write_idx
+
+    rng = np.random.default_rng(1)
+    (tmp_path / "mnist").mkdir()
+    for stem, n in (("train", 90), ("t10k", 40)):
+        write_idx(tmp_path / "mnist" / f"{stem}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
+        write_idx(tmp_path / "mnist" / f"{stem}-labels-idx1-ubyte.gz", rng.integers(0, 2, n))
+    ds = load_dataset(dataset, data_dir=str(tmp_path), seed=0)
+    lazy = load_dataset(dataset, data_dir=str(tmp_path), seed=0, lazy=True)
+    monkeypatch.setattr(one_class, "STORE_BYTES", 4 * 7 * ds.x_train.shape[1] + 1)  # 7 rows a part
+    want = one_class_split(ds, (0,), seed=3)
+    got = one_class_split(lazy, (0,), seed=3, store=tmp_path / "store")
+    for name in ("x_train", "x_val", "x_test"):
+        assert isinstance(getattr(got, name), np.memmap) and getattr(got, name).dtype == np.float32
+        np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
+    assert sorted(p.name for p in (tmp_path / "store").iterdir()) == ["test.npy", "train.npy", "val.npy"]

@@ -245,13 +245,22 @@ def test_magnetic_tile_suite_scores_images_and_pixels(root, tmp_path):
 
 def test_photographs_default_to_the_defect_segmenter_at_its_size(root, tmp_path, monkeypatch):
     """``run --dataset magnetic_tile`` without a detector runs ``defects`` on tiles resized to
-    its preset's side (tiny: 16); the suite resizes for each detector the same way."""
+    its preset's side (tiny: 16), in memory or streamed from disk alike; the suite resizes for
+    each detector the same way."""
     out = tmp_path / "run"
     argv = ["run", "--dataset", "magnetic_tile", "--data-dir", str(root), "--preset", "tiny"]
     assert main([*argv, "--epochs", "2", "--batch-size", "8", "--out", str(out), "--quiet"]) == 0
     summary = json.loads((out / "metrics.json").read_text())
     assert summary["detector"] == "defects" and summary["data"]["n_features"] == 16 * 16
     assert (out / "plots" / "maps.png").is_file() and "maps" in (out / "report.html").read_text()
+    # Streamed from disk: the photographs decoded into the run folder, the split's rows memory
+    # maps there, the batches sent 8 rows at a time; the same scores.
+    streamed = tmp_path / "streamed"
+    flags = ["--epochs", "2", "--batch-size", "8", "--stream-rows", "8", "--quiet"]
+    assert main([*argv, *flags, "--out", str(streamed)]) == 0
+    assert (streamed / "scores.csv").read_text() == (out / "scores.csv").read_text()
+    assert {p.name for p in (streamed / "data").iterdir()} == {"images", "train.npy", "val.npy", "test.npy"}
+    assert (streamed / "data" / "images" / "images.npy").is_file()
     colour = tmp_path / "colour"  # the same photographs as RGB rows
     assert main([*argv, "--rgb", "--epochs", "1", "--batch-size", "8", "--out", str(colour), "--quiet"]) == 0
     summary = json.loads((colour / "metrics.json").read_text())
