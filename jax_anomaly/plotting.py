@@ -45,7 +45,7 @@ def plot_reconstructions(
         _draw(axes[1, i], reconstructions[i], image_shape, f"score {scores[i]:.4g}")
     axes[0, 0].set_ylabel("input"), axes[1, 0].set_ylabel("reconstruction")
     if rows == 3:
-        top = float(np.max(maps)) or 1.0
+        top = float(np.quantile(maps, TOP_QUANTILE)) or float(np.max(maps)) or 1.0
         for i in range(n):
             _draw(axes[2, i], originals[i], image_shape)
             axes[2, i].imshow(
@@ -55,16 +55,21 @@ def plot_reconstructions(
     _save(fig, path)
 
 
+# The anomaly-map figures' colour scale ends at this quantile of the shown maps' pixels.
+TOP_QUANTILE = 0.99
+
+
 def plot_defect_maps(path, images, maps, masks, titles, per_row: int = 6) -> None:
     """Photographs (N, H, W), ``per_row`` to a row, each overlaid with its anomaly map (one
-    colour scale for the figure) and the outline of its defect mask in cyan (``masks``
-    None: no outlines); ``titles`` one each."""
+    colour scale for the figure, up to the 99th percentile of its maps' pixels: one bright map
+    does not fade the others) and the outline of its defect mask in cyan (``masks`` None: no
+    outlines); ``titles`` one each."""
     plt = _plt()
     n = len(images)
     cols = max(1, min(per_row, n))
     rows = -(-n // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.4 * rows), squeeze=False)
-    top = float(np.max(maps)) or 1.0
+    top = float(np.quantile(maps, TOP_QUANTILE)) or float(np.max(maps)) or 1.0
     masks = [None] * n if masks is None else masks
     for ax in axes.flat[n:]:
         ax.axis("off")

@@ -19,8 +19,8 @@ finest of their grids, box-averaged); a test image's score is its patch farthest
 bank patch (exact nearest-neighbour distances, blocked matrix products, each over its grid
 position's typical distance; the mean over its ``bank_top`` farthest patches), as PatchCore
 scores with pretrained features. The map is the segmenter's probability (it outlines defects
-better than the coarse patch grid) times the bank distance upsampled to the pixels
-(``bank_map``); ``segmenter`` is the probability's maximum, the score with ``bank_levels=0``.
+better than the coarse patch grid) times the square root of the bank distance upsampled to
+the pixels (``bank_map``); ``segmenter`` is the probability's maximum, the score with ``bank_levels=0``.
 """
 
 from __future__ import annotations
@@ -79,9 +79,9 @@ class DefectsConfig:
         divided by its position's (edges and textured regions lie farther from the bank);
         0: no scaling.
       bank_map: the map is the segmenter's (mean, smoothed) probability times each pixel's
-        distance to the bank (the patch grid's distances, not over the scale, bilinearly
-        upsampled to the image): a pixel must look like a defect and unlike every normal
-        patch. False: the probability alone.
+        distance to the bank to this power (the patch grid's distances, not over the scale,
+        bilinearly upsampled to the image): a pixel must look like a defect and unlike every
+        normal patch. 0 (or False): the probability alone; True: the power 1.
       bank_size: patches the bank holds (a multiple of 1024 or at most 1024); where the
         training images have more, those of the images passed last (a random subset: the pass
         is shuffled) replace the first.
@@ -102,7 +102,7 @@ class DefectsConfig:
     bank_pool: int = 3
     bank_top: int = 10
     bank_scale: int = 40
-    bank_map: bool = True
+    bank_map: float = 0.5
     bank_size: int = 262_144
     score_batch: int = 64
 
@@ -134,6 +134,9 @@ class DefectsConfig:
             raise ValueError(
                 f"bank_size must be >= 1 and a multiple of 1024 above 1024, got {self.bank_size}"
             )
+        object.__setattr__(self, "bank_map", float(self.bank_map))  # True / False: 1 / 0
+        if self.bank_map < 0:
+            raise ValueError(f"bank_map must be a power >= 0, got {self.bank_map}")
         if self.auto_epochs < 1 or self.auto_batch < 1:
             raise ValueError(
                 f"auto_epochs and auto_batch must be >= 1, got {self.auto_epochs}, {self.auto_batch}"
@@ -292,7 +295,8 @@ def make_sample_scorer(cfg: DefectsConfig, n_features: int):
     bank over its position's typical distance (``patches``, the patch grid flattened) and the
     mean of the ``cfg.bank_top`` largest (the score; without a bank, the score is
     ``segmenter``). The map is the probability, with ``cfg.bank_map`` times each pixel's
-    bank distance (the grid's distances, not over the scale, bilinearly upsampled)."""
+    bank distance to that power (the grid's distances, not over the scale, bilinearly
+    upsampled)."""
     model = build_model(cfg, n_features)
     side, _, channels = image_shape(n_features, cfg)
 
@@ -321,7 +325,7 @@ def make_sample_scorer(cfg: DefectsConfig, n_features: int):
         patches = distances / params["scale"]
         farthest = jax.lax.top_k(patches, min(cfg.bank_top, patches.shape[0]))[0]
         if cfg.bank_map:
-            out["map"] = amap * grid_to_pixels(distances, side)
+            out["map"] = amap * grid_to_pixels(distances, side) ** cfg.bank_map
         return {"score": jnp.mean(farthest), "patches": patches, **out}
 
     return one

@@ -222,7 +222,7 @@ def run_suite(
 
 
 # Options that say where the data is, not what is computed: a folder's cells hold for any.
-_LOCATION_OPTIONS = ("data_dir", "figures")
+_LOCATION_OPTIONS = ("data_dir", "figures", "models")
 
 
 def check_folder(out: Path, name: str, options: dict) -> None:

@@ -17,8 +17,17 @@ from jax_anomaly.suites.tables import Published, read_published_overall
 DETECTORS = ("knn", "ae", "defects")
 SEEDS = (0, 1, 2, 3, 4)
 # size None: the side each detector resizes photographs to (its config's resize_to), else 64.
-# figures: where run_suite puts the anomaly-map figures (a location, like data_dir).
-OPTIONS = {"data_dir": None, "figures": None, "size": None, "train_fraction": TRAIN_FRACTION, "estimator": {}}
+# figures: where run_suite puts the anomaly-map figures (a location, like data_dir); models:
+# a folder to save each cell's fitted estimator in (``<detector>_seed<seed>``; None: none), to
+# score again in other ways without training (``ja.load``).
+OPTIONS = {
+    "data_dir": None,
+    "figures": None,
+    "models": None,
+    "size": None,
+    "train_fraction": TRAIN_FRACTION,
+    "estimator": {},
+}
 # Test images per defect kind (and normal ones) in each anomaly-map figure.
 FIGURE_IMAGES = 2
 
@@ -65,6 +74,8 @@ def run_group(detector: str, name: str, seeds: list[int], options: dict) -> dict
     for seed in seeds:
         train, test = image_split(data.labels, seed, options["train_fraction"])
         est = estimator_for(detector, seed=seed, **params).fit(x[train])
+        if options.get("models"):
+            est.save(Path(options["models"]) / f"{detector}_seed{seed}")
         details = est.score_details(x[test])
         maps = details.get("map")
         if maps is not None:

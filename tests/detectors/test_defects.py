@@ -198,16 +198,21 @@ def test_mirrored_map_is_the_mean_of_the_mirror_images_maps(defect_tiles, fitted
 
 
 def test_map_is_the_probability_times_the_upsampled_bank_distance(defect_tiles, fitted_tiles):
-    cfg = defects.PRESETS["tiny"]  # its patch grid is the image's 16x16
-    with_bank = jax.jit(defects.make_sample_scorer(cfg, 256))
+    cfg = defects.PRESETS["tiny"]  # its patch grid is the image's 16x16; the default power 0.5
     alone = jax.jit(defects.make_sample_scorer(dataclasses.replace(cfg, bank_map=False), 256))
     params = fitted_tiles.params
     x = defect_tiles.x_test[45]
-    got, prob = with_bank(params, x), alone(params, x)
-    distance = np.asarray(got["patches"]) * np.asarray(params["scale"])  # not over the scale
-    np.testing.assert_allclose(got["map"], np.asarray(prob["map"]) * distance, rtol=1e-5, atol=1e-7)
-    for key in ("score", "segmenter", "patches"):  # only the map changes
-        np.testing.assert_array_equal(got[key], prob[key])
+    prob = alone(params, x)
+    for power in (cfg.bank_map, True):
+        got = jax.jit(defects.make_sample_scorer(dataclasses.replace(cfg, bank_map=power), 256))(params, x)
+        distance = np.asarray(got["patches"]) * np.asarray(params["scale"])  # not over the scale
+        want = np.asarray(prob["map"]) * distance ** float(power)
+        np.testing.assert_allclose(got["map"], want, rtol=1e-5, atol=1e-7)
+        for key in ("score", "segmenter", "patches"):  # only the map changes
+            np.testing.assert_array_equal(got[key], prob[key])
+    assert cfg.bank_map == 0.5
+    with pytest.raises(ValueError, match="bank_map must be a power >= 0"):
+        defects.DefectsConfig(bank_map=-1)
     # a coarser grid: each value at its patch's centre, linear in between, flat at the edges
     up = np.asarray(defects.grid_to_pixels(jnp.array([0.0, 4.0, 0.0, 4.0]), 4)).reshape(4, 4)
     np.testing.assert_allclose(up, np.tile([0.0, 1.0, 3.0, 4.0], (4, 1)), atol=1e-6)

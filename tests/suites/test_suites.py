@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import jax_anomaly as ja
 from jax_anomaly import suites
 from jax_anomaly.cli import main
 from jax_anomaly.data.idx import write_idx
@@ -281,10 +282,12 @@ def test_photographs_default_to_the_defect_segmenter_at_its_size(root, tmp_path,
         detectors=["defects"],
         seeds=[0, 1],
         out=tmp_path / "s",
-        options=options,
+        options={**options, "models": str(tmp_path / "models")},  # a location: not in suite.json
         progress=False,
     )
     assert calls == [[0], [1]]  # one seed a call: each cell recorded as it ends
+    saved = ja.load(tmp_path / "models" / "defects_seed1")  # each cell's fitted estimator
+    assert saved.score_details(np.zeros((2, 16 * 16), np.float32))["map"].shape == (2, 16 * 16)
     assert [f.name for f in (tmp_path / "s" / "figures").iterdir()] == ["defects_seed0.png"]
     cell = suites.CellStore(tmp_path / "s").get("defects", "magnetic_tile", 0)["metrics"]
     assert cell["size"] == 16 and 0 <= cell["pro"] <= 1 and 0 <= cell["pixel_auroc"] <= 1
