@@ -7,7 +7,7 @@ measures the two side by side on the ``magnetic_tile`` suite's splits, and other
 For each seed: the ``defects`` detector is fitted with its defaults (or loaded from
 ``--models``, where an earlier run saved it); its ``segmenter`` score and map, its bank score
 (``score``) and the upsampled patch map (``patches``) are judged against the labels and masks
-(``suites.images.image_metrics``). The banks of ``--levels`` are built from the same network
+(``metrics.defect_metrics``). The banks of ``--levels`` are built from the same network
 over all the training images, and scored as the detector scores (``defects.patch_features``,
 ``bank_distances``, ``position_scale``: the first ``bank_scale`` training images set the
 positions' scale; the mean of the ``bank_top`` largest patch scores).
@@ -35,7 +35,7 @@ from jax_anomaly.detectors import defects
 from jax_anomaly.detectors.neighbors import reference_blocks
 from jax_anomaly.environment import versions
 from jax_anomaly.estimators import estimator_for, load
-from jax_anomaly.suites.images import image_metrics
+from jax_anomaly.metrics import defect_metrics
 
 
 def feature_maps(cfg, params, rows: np.ndarray, batch: int = 32) -> np.ndarray:
@@ -129,10 +129,10 @@ def main(argv=None) -> None:
         score_s = time.perf_counter() - t0
         seg_map = np.asarray(out["map"]).reshape(len(test), size, size)
         row = {"seed": seed, "fit_seconds": fit_s, "score_seconds": score_s}
-        row["segmenter"] = _pct(image_metrics(labels, kinds, np.asarray(out["segmenter"]), masks, seg_map))
+        row["segmenter"] = _pct(defect_metrics(labels, kinds, np.asarray(out["segmenter"]), masks, seg_map))
         patch_map = upsampled(np.asarray(out["patches"]), size)
         row["bank"] = {
-            **_pct(image_metrics(labels, kinds, np.asarray(out["score"]), masks, patch_map)),
+            **_pct(defect_metrics(labels, kinds, np.asarray(out["score"]), masks, patch_map)),
             "levels": cfg.bank_levels,
             "pool": cfg.bank_pool,
         }
@@ -143,7 +143,7 @@ def main(argv=None) -> None:
             queries = feature_maps(other, net, x[test])
             dist = patch_scores(other, bank, queries)
             score = np.sort(dist, axis=1)[:, -other.bank_top :].mean(axis=1)
-            metrics = image_metrics(labels, kinds, score, masks, upsampled(dist, size))
+            metrics = defect_metrics(labels, kinds, score, masks, upsampled(dist, size))
             row[f"levels{lv}"] = {
                 **_pct(metrics),
                 "bank": int(bank.shape[0] * bank.shape[1]),

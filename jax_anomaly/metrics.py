@@ -112,3 +112,24 @@ def pro_auc(masks: np.ndarray, maps: np.ndarray, max_fpr: float = 0.3, n_thresho
     keep = f <= max_fpr
     f, p = np.r_[f[keep], max_fpr], np.r_[p[keep], p[keep][-1]]  # flat to max_fpr
     return float(np.sum(np.diff(f) * (p[1:] + p[:-1]) / 2) / max_fpr)
+
+
+def defect_metrics(labels, kinds, scores, masks=None, maps=None) -> dict:
+    """Image AUROC, per defect kind (normal images against that kind), and with ``maps``
+    (N, H, W) the pixel AUROC and PRO against ``masks``, overall and per kind (the normal
+    images and that kind's; a kind whose masks are all empty has none). ``labels`` 1 marks a
+    defective image, ``kinds`` names each image's kind (photographs: its folder)."""
+    out = {"image_auroc": ranking_metrics(labels, scores)["auroc"]}
+    groups = {str(k): (labels == 0) | (kinds == k) for k in np.unique(kinds[labels == 1])}
+    out["kind_auroc"] = {
+        k: ranking_metrics(labels[rows], scores[rows])["auroc"] for k, rows in groups.items()
+    }
+    if maps is not None:
+        out["pixel_auroc"] = ranking_metrics(masks.ravel(), maps.ravel())["auroc"]
+        out["pro"] = pro_auc(masks, maps)
+        found = {k: rows for k, rows in groups.items() if masks[rows].any()}
+        out["kind_pixel_auroc"] = {
+            k: ranking_metrics(masks[rows].ravel(), maps[rows].ravel())["auroc"] for k, rows in found.items()
+        }
+        out["kind_pro"] = {k: pro_auc(masks[rows], maps[rows]) for k, rows in found.items()}
+    return out

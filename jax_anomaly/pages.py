@@ -138,6 +138,15 @@ def run_body(summary: dict, plots_dir: Path | None) -> str:
         ]
         rows.insert(0, [f"{th['spec']} (chosen)", m["threshold"], m["precision"], m["recall"], m["f1"]])
         parts.append(table(["rule", "threshold", "precision", "recall", "F1"], rows))
+    if summary.get("defects"):
+        d = summary["defects"]
+        parts.append("<h2>By defect kind</h2>")
+        rows = [
+            [k, v, d.get("kind_pixel_auroc", {}).get(k), d.get("kind_pro", {}).get(k)]
+            for k, v in d["kind_auroc"].items()
+        ]
+        rows.append(["all", m["auroc"], d.get("pixel_auroc"), d.get("pro")])
+        parts.append(table(["kind", "image AUROC", "pixel AUROC", "PRO (to 30 % FPR)"], rows))
     if m.get("per_class"):
         parts.append("<h2>Per class</h2>")
         rows = [[c, r["count"], r["flagged"], r["mean_score"]] for c, r in m["per_class"].items()]

@@ -27,6 +27,7 @@ from jax_anomaly.data.series import is_series
 from jax_anomaly.detectors import DEFAULT_DETECTOR, check_features, check_fit_data, get_detector
 from jax_anomaly.detectors.stack import FittedStack
 from jax_anomaly.environment import versions
+from jax_anomaly.metrics import defect_metrics
 from jax_anomaly.persistence import is_writer, write_json
 from jax_anomaly.sharding import LOCAL, gather_shares, use_cpu_cores_as_devices
 
@@ -247,6 +248,7 @@ def run(cfg: RunConfig, data: OneClassData | None = None) -> dict:
         compare[label] = {k: m[k] for k in ("threshold", "precision", "recall", "f1", "confusion_matrix")}
 
     history = fitted.result.history
+    defects = defect_summary(data, test_out) if data.test_kinds is not None else None
     summary = {
         **base,
         "threshold": {
@@ -255,6 +257,7 @@ def run(cfg: RunConfig, data: OneClassData | None = None) -> dict:
             "from": f"{model.calibration} scores of normal samples" if spec.fittable else "test scores",
         },
         "metrics": result,
+        **({"defects": defects} if defects else {}),
         "compare_thresholds": compare,
         "data": {
             "n_train": data.n_train,
@@ -292,6 +295,25 @@ def run(cfg: RunConfig, data: OneClassData | None = None) -> dict:
     if out and writer:
         _write_run_folder(out, cfg, data, model, train, test_out, summary)
     return summary
+
+
+def defect_summary(data: OneClassData, test_out: dict) -> dict | None:
+    """Photographs' figures by defect kind (``metrics.defect_metrics``): image AUROC per kind
+    and, where the detector gives maps and the set has masks, pixel AUROC and PRO overall and
+    per kind. None when the test images are this process's share only."""
+    if len(data.x_test) != len(data.y_test):
+        return None
+    scores = np.asarray(test_out["score"], np.float64)
+    maps, masks = test_out.get("map"), None
+    shape = data.image_shape[:2]
+    if maps is not None and data.test_masks is not None and np.size(maps) == len(scores) * np.prod(shape):
+        maps = np.asarray(maps).reshape((-1, *shape))
+        masks = np.asarray(data.test_masks[np.arange(len(scores))]).reshape(maps.shape)
+    if masks is None or not masks.any():  # no map, or no mask to judge it by
+        maps = masks = None
+    out = defect_metrics(data.y_test, np.asarray(data.test_kinds), scores, masks, maps)
+    out.pop("image_auroc")  # the run's AUROC
+    return out
 
 
 def _write_run_folder(out: Path, cfg: RunConfig, data, model, train, test_out, summary) -> None:
@@ -349,11 +371,12 @@ def _write_run_folder(out: Path, cfg: RunConfig, data, model, train, test_out, s
                 ]
             ).astype(int)
         if maps_only:
+            masks = None if data.test_masks is None else np.asarray(data.test_masks[pick])
             plotting.plot_defect_maps(
                 plots / "maps.png",
                 data.x_test[pick].reshape((-1, *data.image_shape)),
                 np.asarray(test_out["map"])[pick].reshape((-1, *data.image_shape[:2])),
-                None,
+                None if masks is None else masks.reshape((-1, *data.image_shape[:2])),
                 [f"{'anomaly' if data.y_test[i] else 'normal'} {scores[i]:.3g}" for i in pick],
             )
         elif "reconstruction" in test_out:
@@ -404,6 +427,12 @@ def format_summary(summary: dict) -> str:
             f"  vs {label}: threshold {c['threshold']:.6g}  P {c['precision']:.4f}  "
             f"R {c['recall']:.4f}  F1 {c['f1']:.4f}"
         )
+    d = summary.get("defects")
+    if d:
+        kinds = ", ".join(f"{k} {v:.4f}" for k, v in d["kind_auroc"].items())
+        lines.append(f"  AUROC by defect kind: {kinds}")
+        if "pixel_auroc" in d:
+            lines.append(f"  pixel AUROC {f(d['pixel_auroc'])}  PRO (to 30% FPR) {f(d['pro'])}")
     rate = t["train_samples_per_second"]
     fit = (
         f"train {t['train_seconds']:.2f}s ({rate:,.0f} samples/s)"

@@ -38,6 +38,8 @@ class OneClassData:
         ``row_share`` of the training and test rows (a multi-process run); the labels,
         ``x_val`` and ``test_rows`` are whole. None: every array is whole.
       n_train: the number of training rows (all processes' shares together).
+      test_masks, test_kinds: photographs: each test image's defect mask and kind
+        (``Dataset``'s, whole); None for other data.
     """
 
     name: str
@@ -52,6 +54,8 @@ class OneClassData:
     test_rows: np.ndarray | None = None
     share: tuple[int, int] | None = None
     n_train: int = -1
+    test_masks: np.ndarray | None = None
+    test_kinds: np.ndarray | None = None
 
     def __post_init__(self):
         if self.n_train < 0:
@@ -216,4 +220,6 @@ def one_class_split(
         test_rows=np.arange(len(ds.x_test)) if ds.test_rows is None else np.asarray(ds.test_rows),
         share=share,
         n_train=len(train_rows),
+        test_masks=ds.test_masks,
+        test_kinds=ds.test_kinds,
     )

@@ -61,6 +61,10 @@ class Dataset:
     # Row of each test sample in the source (0-based data row of a CSV/npz file or array;
     # None: the test split is the source's own test file, in its order).
     test_rows: np.ndarray | None = None
+    # Photographs: each test image's defect mask (N, H, W) bool (or a ``RowsOf`` view of the
+    # store's, rows of H * W) and its kind (the folder's name); None for other data.
+    test_masks: np.ndarray | None = None
+    test_kinds: np.ndarray | None = None
 
     @property
     def is_image(self) -> bool:
@@ -367,6 +371,7 @@ def load_image_dataset(
         x_train, x_test = x[train], x[test]
     else:
         x_train, x_test = RowsOf(images.images, train), RowsOf(images.images, test)
+    masks = images.masks[test] if store is None else RowsOf(images.masks, test)
     return Dataset(
         spec,
         x_train=x_train,
@@ -376,4 +381,6 @@ def load_image_dataset(
         image_shape=(size, size, 3) if rgb else (size, size),
         value_max=255.0,
         test_rows=test,
+        test_masks=masks,
+        test_kinds=images.kinds[test],
     )

@@ -11,7 +11,7 @@ import numpy as np
 
 from jax_anomaly.data.images import IMAGE_SIZE, TRAIN_FRACTION, image_split, load_magnetic_tile
 from jax_anomaly.estimators import estimator_for
-from jax_anomaly.metrics import pro_auc, ranking_metrics
+from jax_anomaly.metrics import defect_metrics, ranking_metrics
 from jax_anomaly.suites.tables import Published, read_published_overall
 
 DETECTORS = ("knn", "ae", "defects")
@@ -39,26 +39,6 @@ def sets(options: dict) -> list[str]:
 @functools.lru_cache(maxsize=2)
 def _images(data_dir, size):
     return load_magnetic_tile(data_dir, size=size)
-
-
-def image_metrics(labels, kinds, scores, masks=None, maps=None) -> dict:
-    """Image AUROC, per defect kind (normal images against that kind), and with ``maps``
-    (N, H, W) the pixel AUROC and PRO against ``masks``, overall and per kind (the normal
-    images and that kind's; a kind whose masks are all empty has none)."""
-    out = {"image_auroc": ranking_metrics(labels, scores)["auroc"]}
-    groups = {str(k): (labels == 0) | (kinds == k) for k in np.unique(kinds[labels == 1])}
-    out["kind_auroc"] = {
-        k: ranking_metrics(labels[rows], scores[rows])["auroc"] for k, rows in groups.items()
-    }
-    if maps is not None:
-        out["pixel_auroc"] = ranking_metrics(masks.ravel(), maps.ravel())["auroc"]
-        out["pro"] = pro_auc(masks, maps)
-        found = {k: rows for k, rows in groups.items() if masks[rows].any()}
-        out["kind_pixel_auroc"] = {
-            k: ranking_metrics(masks[rows].ravel(), maps[rows].ravel())["auroc"] for k, rows in found.items()
-        }
-        out["kind_pro"] = {k: pro_auc(masks[rows], maps[rows]) for k, rows in found.items()}
-    return out
 
 
 def run_group(detector: str, name: str, seeds: list[int], options: dict) -> dict:
@@ -93,7 +73,7 @@ def run_group(detector: str, name: str, seeds: list[int], options: dict) -> dict
                     seed,
                 )
         out[seed] = {
-            **image_metrics(
+            **defect_metrics(
                 data.labels[test],
                 data.kinds[test],
                 np.asarray(details["score"]),

@@ -254,6 +254,14 @@ def test_photographs_default_to_the_defect_segmenter_at_its_size(root, tmp_path,
     summary = json.loads((out / "metrics.json").read_text())
     assert summary["detector"] == "defects" and summary["data"]["n_features"] == 16 * 16
     assert (out / "plots" / "maps.png").is_file() and "maps" in (out / "report.html").read_text()
+    # judged against the masks, by defect kind, as the suite judges it
+    d = summary["defects"]
+    assert set(d["kind_auroc"]) == set(d["kind_pro"]) == {"MT_Crack"} and 0.5 < d["pixel_auroc"] <= 1
+    assert d["kind_pixel_auroc"]["MT_Crack"] == d["pixel_auroc"] and 0 <= d["pro"] <= 1
+    assert "By defect kind" in (out / "report.html").read_text()
+    knn = tmp_path / "knn"  # no map: the image AUROC by kind alone
+    assert main([*argv, "--detector", "knn", "--out", str(knn), "--quiet", "--no-plots"]) == 0
+    assert set(json.loads((knn / "metrics.json").read_text())["defects"]) == {"kind_auroc"}
     # Streamed from disk: the photographs decoded into the run folder, the split's rows memory
     # maps there, the batches sent 8 rows at a time; the same scores.
     streamed = tmp_path / "streamed"
