@@ -510,7 +510,13 @@ def sample_keys(key, x):
 
 def per_sample_normal(key, x: np.ndarray, shape: tuple[int, ...]) -> jax.Array:
     """N(0, I) draws of ``shape`` for each row of ``x``: ``(N, *shape)``, each row's from
-    ``sample_keys`` (so a sample's draw, and its score, depend on the sample alone)."""
+    ``sample_keys`` (so a sample's draw, and its score, depend on the sample alone). A host
+    set over ``CHECK_BYTES`` (a memory map) is hashed a part at a time, never whole on the
+    device; the draws are the same."""
+    if isinstance(x, np.ndarray) and x.nbytes > CHECK_BYTES:
+        rows = max(1, CHECK_BYTES // max(1, x[:1].nbytes))
+        parts = [np.asarray(per_sample_normal(key, x[s : s + rows], shape)) for s in range(0, len(x), rows)]
+        return np.concatenate(parts)
     return jax.vmap(lambda k: jax.random.normal(k, shape))(sample_keys(key, x))
 
 

@@ -35,3 +35,19 @@ def test_tiny_preset_trains_and_separates(name, request):
 def test_unknown_detector():
     with pytest.raises(ValueError, match="unknown detector 'svm'"):
         get_detector("svm")
+
+
+def test_per_sample_draws_of_a_large_host_set_are_made_by_parts(tmp_path, monkeypatch):
+    """The random draws that scoring takes from each row's hash (the VAE's Monte-Carlo
+    samples, AnoGAN's initial latents) are the same when a memory-mapped set over the limit
+    is hashed a part at a time."""
+    from jax_anomaly.detectors import base
+
+    x = np.random.default_rng(0).random((50, 12), dtype=np.float32)
+    mapped = np.lib.format.open_memmap(tmp_path / "x.npy", "w+", np.float32, x.shape)
+    mapped[:] = x
+    whole = np.asarray(base.per_sample_normal(jax.random.key(1), x, (3, 2)))
+    monkeypatch.setattr(base, "CHECK_BYTES", 7 * 12 * 4)  # 7 rows a part
+    parts = base.per_sample_normal(jax.random.key(1), np.load(tmp_path / "x.npy", mmap_mode="r"), (3, 2))
+    assert isinstance(parts, np.ndarray) and parts.shape == (50, 3, 2)
+    np.testing.assert_array_equal(parts, whole)
