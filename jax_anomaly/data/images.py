@@ -5,6 +5,7 @@ or RGB, with its defect mask where there is one. JPEG/PNG/BMP through Pillow."""
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import numpy as np
@@ -204,9 +205,10 @@ def _stored(store: Path, listing, shapes, settings, decode, progress: bool) -> t
         pass  # no store yet, or another one: decode
     store.mkdir(parents=True, exist_ok=True)
     (store / STORE_INDEX).unlink(missing_ok=True)
+    tmp = [f.with_name(f.name + ".tmp") for f in names]  # renamed when done: earlier maps stay valid
     images, masks = (
         np.lib.format.open_memmap(f, mode="w+", dtype=dt, shape=shape)
-        for f, dt, shape in zip(names, (np.uint8, bool), shapes, strict=True)
+        for f, dt, shape in zip(tmp, (np.uint8, bool), shapes, strict=True)
     )
     bar = Progress(len(listing), f"decode into {store}", unit="images", enabled=progress)
     for i in range(len(listing)):
@@ -215,6 +217,8 @@ def _stored(store: Path, listing, shapes, settings, decode, progress: bool) -> t
     bar.close()
     images.flush(), masks.flush()
     del images, masks
+    for t, f in zip(tmp, names, strict=True):
+        os.replace(t, f)
     (store / STORE_INDEX).write_text(json.dumps(index))
     return tuple(np.load(f, mmap_mode="r") for f in names)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import numpy as np
@@ -92,12 +93,14 @@ def _written(path: Path, x, rows: np.ndarray, transform) -> np.ndarray:
     width = int(np.prod(x.shape[1:], dtype=np.int64))
     if not len(rows):
         return np.zeros((0, width), np.float32)
-    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(len(rows), width))
+    tmp = path.with_name(path.name + ".tmp")  # then renamed: a map of the file before stays valid
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(rows), width))
     step = max(1, STORE_BYTES // (4 * max(1, width)))
     for start in range(0, len(rows), step):
         out[start : start + step] = transform(_rows(x, rows[start : start + step]))
     out.flush()
     del out
+    os.replace(tmp, path)
     return np.load(path, mmap_mode="r")
 
 

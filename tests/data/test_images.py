@@ -85,6 +85,7 @@ def test_store_decodes_once_into_memory_maps(folder, monkeypatch):
     _save(folder / "good" / "0.png", np.full((40, 30, 3), 7))  # a changed file
     changed = load_image_folder(folder, mask_dir="ground_truth", size=16, store=store)
     assert len(decoded) == 12 and (changed.images[0] == 7).all()
+    assert np.array_equal(again.images, want.images)  # a map taken before reads the file before
     (store / images.STORE_INDEX).unlink()  # as a crash before the index is written leaves it
     load_image_folder(folder, mask_dir="ground_truth", size=16, store=store)
     assert len(decoded) == 18
