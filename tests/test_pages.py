@@ -125,6 +125,8 @@ def test_progress_lines_show_rate_eta_and_stay_short_in_logs():
     assert 10 <= len(lines) <= 12  # a line per tenth, not per update, when not a terminal
     assert lines[0].startswith("score 0/100") and lines[-1].startswith("score 100/100")
     assert "samples/s" in lines[-2] and "ETA" in lines[-2] and "ETA" not in lines[-1]
+    bar.update(120), bar.update(140)  # padded rows past the total: the last line not again
+    assert stream.getvalue().splitlines() == lines
     quiet = io.StringIO()
     Progress(10, "x", enabled=False, stream=quiet).update(5)
     assert quiet.getvalue() == ""

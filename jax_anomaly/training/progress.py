@@ -67,8 +67,8 @@ class Progress:
         if self._first is None and k > 0:  # the rate starts after the first unit (compiles)
             self._first = (k, time.perf_counter())
         step = max(1, self.total // 10)
-        if not self.tty and k // step == self._printed // step and k != self.total:
-            return
+        if not self.tty and (k == self._printed or (k // step == self._printed // step and k != self.total)):
+            return  # a log file: a line every tenth, the last once
         self._printed = k
         if self.tty:
             self.stream.write("\r" + self.line(k, metrics) + "\033[K")
