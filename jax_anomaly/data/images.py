@@ -5,6 +5,7 @@ or RGB, with its defect mask where there is one. JPEG/PNG/BMP through Pillow."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from pathlib import Path
 
@@ -192,8 +193,6 @@ def _stored(store: Path, listing, shapes, settings, decode, progress: bool) -> t
     decoded one image at a time (never all in memory) where the store does not already hold
     this listing (each file's path, size and modification time) at these settings. The index
     is written last, so a store cut short by a crash is decoded again, not read."""
-    import json
-
     files = [(str(p), str(m) if m else None) for _, p, m in listing]
     stamp = [[p.stat().st_size, p.stat().st_mtime_ns] for _, p, _ in listing]
     index = json.loads(json.dumps({"files": files, "stamps": stamp, "settings": settings}))
