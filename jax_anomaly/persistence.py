@@ -9,6 +9,7 @@ model saved on a GPU loads on a CPU-only machine.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -41,6 +42,21 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
             os.close(fd)
     except OSError:
         pass
+
+
+@contextlib.contextmanager
+def new_npy(path: str | os.PathLike, dtype, shape: tuple[int, ...]):
+    """A writable memory map of a new ``.npy`` file of ``dtype`` and ``shape``, filled by the
+    caller inside the ``with`` block: written under a temporary name and renamed to ``path``
+    when the block ends (an error leaves ``path`` as it was; a memory map of the file before
+    stays valid). Open the result with ``np.load(path, mmap_mode="r")``."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+    yield out
+    out.flush()
+    del out
+    os.replace(tmp, path)
 
 
 def write_json(path: str | os.PathLike, obj) -> None:

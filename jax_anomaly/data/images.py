@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from jax_anomaly.data.roots import find_in_roots
+from jax_anomaly.persistence import new_npy
 from jax_anomaly.training.progress import Progress
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
@@ -204,20 +204,12 @@ def _stored(store: Path, listing, shapes, settings, decode, progress: bool) -> t
         pass  # no store yet, or another one: decode
     store.mkdir(parents=True, exist_ok=True)
     (store / STORE_INDEX).unlink(missing_ok=True)
-    tmp = [f.with_name(f.name + ".tmp") for f in names]  # renamed when done: earlier maps stay valid
-    images, masks = (
-        np.lib.format.open_memmap(f, mode="w+", dtype=dt, shape=shape)
-        for f, dt, shape in zip(tmp, (np.uint8, bool), shapes, strict=True)
-    )
     bar = Progress(len(listing), f"decode into {store}", unit="images", enabled=progress)
-    for i in range(len(listing)):
-        images[i], masks[i] = decode(i)
-        bar.update(i + 1)
+    with new_npy(names[0], np.uint8, shapes[0]) as images, new_npy(names[1], bool, shapes[1]) as masks:
+        for i in range(len(listing)):
+            images[i], masks[i] = decode(i)
+            bar.update(i + 1)
     bar.close()
-    images.flush(), masks.flush()
-    del images, masks
-    for t, f in zip(tmp, names, strict=True):
-        os.replace(t, f)
     (store / STORE_INDEX).write_text(json.dumps(index))
     return tuple(np.load(f, mmap_mode="r") for f in names)
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 
 import numpy as np
 from sklearn.preprocessing import MinMaxScaler
 
 from jax_anomaly.data.sources import Dataset
+from jax_anomaly.persistence import new_npy
 
 # Published mean AUROC (%) of the one-class protocol (one class normal, test on all), shown
 # beside this library's tables.
@@ -93,14 +93,10 @@ def _written(path: Path, x, rows: np.ndarray, transform) -> np.ndarray:
     width = int(np.prod(x.shape[1:], dtype=np.int64))
     if not len(rows):
         return np.zeros((0, width), np.float32)
-    tmp = path.with_name(path.name + ".tmp")  # then renamed: a map of the file before stays valid
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(rows), width))
     step = max(1, STORE_BYTES // (4 * max(1, width)))
-    for start in range(0, len(rows), step):
-        out[start : start + step] = transform(_rows(x, rows[start : start + step]))
-    out.flush()
-    del out
-    os.replace(tmp, path)
+    with new_npy(path, np.float32, (len(rows), width)) as out:
+        for start in range(0, len(rows), step):
+            out[start : start + step] = transform(_rows(x, rows[start : start + step]))
     return np.load(path, mmap_mode="r")
 
 
@@ -190,6 +186,7 @@ def one_class_split(
         "train": (ds.x_train, train_rows[mine_train]),
         "test": (ds.x_test, test_rows[mine_test]),
     }
+    read = {name: _rows(x, r) for name, (x, r) in parts.items()} if store is None else None
     scaler = None
     if ds.is_image:
         scale = np.float32(1.0 / ds.value_max)
@@ -197,14 +194,15 @@ def one_class_split(
         def transform(a):
             return a.astype(np.float32) * scale
 
-    else:  # fitted on every training row, whatever this process keeps
-        scaler = MinMaxScaler().fit(_rows(ds.x_train, train_rows))
+    else:  # fitted on every training row, whatever this process keeps (read once where held)
+        whole = read["train"] if read is not None and share is None else _rows(ds.x_train, train_rows)
+        scaler = MinMaxScaler().fit(whole)
 
         def transform(a):
             return scaler.transform(a).astype(np.float32) if len(a) else a.astype(np.float32)
 
-    if store is None:
-        x_val, x_train, x_test = (transform(_rows(x, r)) for x, r in parts.values())
+    if read is not None:
+        x_val, x_train, x_test = (transform(a) for a in read.values())
     else:
         Path(store).mkdir(parents=True, exist_ok=True)
         x_val, x_train, x_test = (

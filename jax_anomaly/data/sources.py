@@ -71,6 +71,12 @@ class Dataset:
         return self.image_shape is not None
 
 
+def host_rows(a, rows: np.ndarray) -> np.ndarray:
+    """``a[rows]`` for a host array or a memory map, read in file order (each row once)."""
+    unique, inverse = np.unique(rows, return_inverse=True)
+    return np.asarray(a[unique])[inverse]
+
+
 class RowsOf:
     """Rows ``rows`` of ``base`` (N, ...; an array or a memory map) as ``(len(rows), D)``, read
     only when indexed (in file order): a split of a memory-mapped set that holds none of it."""
@@ -84,8 +90,7 @@ class RowsOf:
         return len(self.rows)
 
     def __getitem__(self, idx) -> np.ndarray:
-        unique, inverse = np.unique(np.atleast_1d(self.rows[idx]), return_inverse=True)
-        return np.asarray(self.base[unique]).reshape(len(unique), self.shape[1])[inverse]
+        return host_rows(self.base, np.atleast_1d(self.rows[idx])).reshape(-1, self.shape[1])
 
 
 def _find_idx_folder(name: str, data_dir) -> Path:
@@ -368,10 +373,10 @@ def load_image_dataset(
     train, test = image_split(images.labels, seed, TRAIN_FRACTION)
     if store is None:
         x = images.images.reshape(len(images), -1)
-        x_train, x_test = x[train], x[test]
+        x_train, x_test, masks = x[train], x[test], images.masks[test]
     else:
         x_train, x_test = RowsOf(images.images, train), RowsOf(images.images, test)
-    masks = images.masks[test] if store is None else RowsOf(images.masks, test)
+        masks = RowsOf(images.masks, test)
     return Dataset(
         spec,
         x_train=x_train,

@@ -443,6 +443,14 @@ CHECK_BYTES = 1 << 26
 SCORE_BYTES = 1 << 30
 
 
+def host_parts(x: np.ndarray):
+    """``x``'s rows in successive parts of at most ``CHECK_BYTES`` (at least one row each): a
+    memory-mapped set is read a part at a time."""
+    rows = max(1, CHECK_BYTES // max(1, x[:1].nbytes))
+    for start in range(0, len(x), rows):
+        yield x[start : start + rows]
+
+
 def check_features(x, n_features: int | None = None, what: str = "x") -> np.ndarray:
     """Validates a data matrix at a public boundary: numeric, rank 2, non-empty, finite, and
     (when given) ``n_features`` columns. Returns it as float32 (float32 data itself, a memory
@@ -456,9 +464,7 @@ def check_features(x, n_features: int | None = None, what: str = "x") -> np.ndar
         raise ValueError(f"{what} is empty")
     if n_features is not None and x.shape[1] != n_features:
         raise ValueError(f"{what} has {x.shape[1]} features; the detector was fitted on {n_features}")
-    rows = max(1, CHECK_BYTES // max(1, x[:1].nbytes))  # a memory-mapped set: a part at a time
-    for start in range(0, len(x), rows):
-        part = x[start : start + rows]
+    for part in host_parts(x):
         if not np.all(np.isfinite(part)):
             raise ValueError(f"{what} contains NaN or inf values")
         check_float32_range(part, what)
@@ -514,9 +520,7 @@ def per_sample_normal(key, x: np.ndarray, shape: tuple[int, ...]) -> jax.Array:
     set over ``CHECK_BYTES`` (a memory map) is hashed a part at a time, never whole on the
     device; the draws are the same."""
     if isinstance(x, np.ndarray) and x.nbytes > CHECK_BYTES:
-        rows = max(1, CHECK_BYTES // max(1, x[:1].nbytes))
-        parts = [np.asarray(per_sample_normal(key, x[s : s + rows], shape)) for s in range(0, len(x), rows)]
-        return np.concatenate(parts)
+        return np.concatenate([np.asarray(per_sample_normal(key, part, shape)) for part in host_parts(x)])
     return jax.vmap(lambda k: jax.random.normal(k, shape))(sample_keys(key, x))
 
 

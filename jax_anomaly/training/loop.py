@@ -17,6 +17,7 @@ from jax.sharding import PartitionSpec as P
 
 from jax_anomaly import persistence
 from jax_anomaly.config import TrainConfig
+from jax_anomaly.data.sources import host_rows
 from jax_anomaly.sharding import (
     AXIS,
     constrain_rows,
@@ -184,12 +185,6 @@ def make_epoch_fn(
         return state, jax.tree.map(lambda m: jnp.sum(m * weights) / jnp.sum(weights), metrics)
 
     return epoch
-
-
-def host_rows(a, rows: np.ndarray) -> np.ndarray:
-    """``a[rows]`` for a host array or a memory map, read in file order (each row once)."""
-    unique, inverse = np.unique(rows, return_inverse=True)
-    return np.asarray(a[unique])[inverse]
 
 
 class StreamedEpochs:
